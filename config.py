@@ -1,0 +1,145 @@
+"""TANGRAM's typed defaults.
+
+Edit the values here for machine-wide defaults. Per run they are overridden, in this order, by a
+TOML file (``--config FILE``, sections named like the fields below), by environment variables
+(``TANGRAM_<SECTION>_<FIELD>``, e.g. ``TANGRAM_THUNDER_SSH_HOST``, plus the short aliases in
+``ENV_ALIASES``) and by command-line flags. ``tangram.settings.load_config`` applies them.
+
+The Thunder section users edit is ``HARDWARE_CONFIG["thunder_compute"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(_Section):
+    exports_dir: str = "exports"
+    log_level: str = "INFO"
+
+
+class TrackingConfig(_Section):
+    # A path, a file name looked up in $TANGRAM_MODEL_DIR, or an Ultralytics asset name that
+    # Ultralytics downloads when online (.pt, .onnx and .tflite exports all work).
+    weights: str = "yolov8n.pt"
+    tracker: str = "bytetrack.yaml"  # any Ultralytics tracker config: bytetrack.yaml, botsort.yaml
+    conf: float = Field(0.25, ge=0.0, le=1.0)
+    iou: float = Field(0.7, ge=0.0, le=1.0)
+    imgsz: int = Field(640, ge=32)
+    frame_stride: int = Field(1, ge=1)  # track every n-th frame
+    classes: list[int] | None = None  # COCO class ids to keep; None keeps all
+    device: str | None = None  # "cpu", "cuda:0"; None lets Ultralytics choose
+    write_preview: bool = True
+
+
+class SegmentationConfig(_Section):
+    # auto: SAM when a checkpoint is available, else GrabCut; sam: SAM or a clear error.
+    backend: Literal["auto", "sam", "grabcut"] = "auto"
+    sam_model: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    sam_checkpoint: str | None = None  # path; None: $TANGRAM_MODEL_DIR, cache, then download
+    sam_download: bool = True  # fetch the official checkpoint when online
+    keyframe_stride: int = Field(10, ge=1)
+    max_keyframes: int = Field(30, ge=1)
+    min_box_area: float = Field(64.0, ge=0.0)  # px²; tinier boxes are not worth a mask
+    grabcut_iterations: int = Field(4, ge=1)
+    device: str | None = None
+    fp16: bool = True  # autocast on CUDA only
+
+
+class ReconstructionConfig(_Section):
+    max_keyframes: int = Field(60, ge=3)
+    min_keyframes: int = Field(5, ge=3)
+    matcher: Literal["auto", "sequential", "exhaustive"] = "auto"
+    mapper: Literal["incremental", "global"] = "incremental"
+    camera_model: str = "SIMPLE_RADIAL"
+    # Known intrinsics (pixels) switch off focal/principal-point refinement in bundle adjustment.
+    intrinsics: list[float] | None = None  # [fx, fy, cx, cy]
+    max_image_size: int = Field(1600, ge=256)
+    known_object_size: tuple[str, float] | None = None  # (class name, height in metres)
+
+
+class SceneGraphConfig(_Section):
+    near_factor: float = Field(1.5, gt=0.0)  # "near" when gap < factor * mean object size
+    contact_tolerance: float = Field(0.02, ge=0.0)  # metres
+
+
+class PlanningConfig(_Section):
+    task: str | None = None  # None: a sensible default task for the scene
+    planner: Literal["auto", "llm", "offline"] = "auto"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None  # OPENAI_BASE_URL also works
+    api_key: SecretStr | None = None  # OPENAI_API_KEY also works; never written anywhere
+    max_retries: int = Field(2, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class SimulationConfig(_Section):
+    gui: bool = False
+    seed: int = 0
+    record_video: bool = True
+    video_size: tuple[int, int] = (640, 480)
+
+
+class ThunderConfig(_Section):
+    enabled: bool = False
+    ssh_host: str = ""
+    ssh_user: str = ""
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_key_path: str = "~/.ssh/id_ed25519"
+    remote_data_dir: str = "/tmp/tangram"
+    known_hosts_path: str = "~/.ssh/known_hosts"
+    trust_on_first_use: bool = False  # record an unknown host key instead of refusing it
+    remote_python: str = "/usr/bin/python3"  # absolute: remote PATH differs per user
+    price_per_hour: float = Field(0.0, ge=0.0)  # USD, for the cost figures in the manifest
+    connect_timeout_s: float = Field(10.0, gt=0)
+    command_timeout_s: float = Field(3600.0, gt=0)
+    retries: int = Field(2, ge=0)
+    offload: Literal["auto", "always", "never"] = "auto"
+    gpu_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)
+
+
+class TangramConfig(_Section):
+    run: RunConfig = RunConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    segmentation: SegmentationConfig = SegmentationConfig()
+    reconstruction: ReconstructionConfig = ReconstructionConfig()
+    scene_graph: SceneGraphConfig = SceneGraphConfig()
+    planning: PlanningConfig = PlanningConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    thunder: ThunderConfig = ThunderConfig()
+
+
+# The Thunder Compute host, as users edit it. `thunder` in TangramConfig starts from these values.
+HARDWARE_CONFIG: dict[str, dict] = {
+    "thunder_compute": {
+        "enabled": False,
+        "ssh_host": "",
+        "ssh_user": "",
+        "ssh_port": 22,
+        "ssh_key_path": "~/.ssh/id_ed25519",
+        "remote_data_dir": "/tmp/tangram",
+        "known_hosts_path": "~/.ssh/known_hosts",
+        "remote_python": "/usr/bin/python3",
+        "price_per_hour": 0.0,
+    },
+}
+
+# Short environment names users already know, mapped to (section, field).
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "TANGRAM_YOLO_WEIGHTS": ("tracking", "weights"),
+    "TANGRAM_SAM_CHECKPOINT": ("segmentation", "sam_checkpoint"),
+    "TANGRAM_LOG_LEVEL": ("run", "log_level"),
+    "TANGRAM_EXPORTS_DIR": ("run", "exports_dir"),
+    "OPENAI_API_KEY": ("planning", "api_key"),
+    "OPENAI_BASE_URL": ("planning", "base_url"),
+}
+
+
+def default_config() -> TangramConfig:
+    return TangramConfig(thunder=ThunderConfig(**HARDWARE_CONFIG["thunder_compute"]))

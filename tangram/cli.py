@@ -1,0 +1,162 @@
+"""Command line: `tangram` / `python main.py`.
+
+    tangram [run] --input VIDEO [--mode full] [--name NAME] [--thunder] [--gui] ...
+    tangram sample [--out DIR] [--seed N]
+    tangram thunder test|setup
+    tangram jobs submit|status|fetch
+
+Exit codes: 0 all requested stages done; 1 the run finished but some stage failed or was
+skipped (the manifest says why); 2 bad input or settings (one line on stderr); 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from tangram import __version__
+from tangram.errors import TangramError
+from tangram.stages import MODES, STAGE_ORDER
+
+log = logging.getLogger("tangram")
+
+SUBCOMMANDS = ("run", "sample", "thunder", "jobs")
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tangram",
+        description="TANGRAM: turn a video of a tabletop scene into tracks, masks, a 3D scene graph, "
+        "a task plan and a simulated robot execution. Results land in exports/<name>/.",
+        epilog="Other commands: 'tangram sample --help', 'tangram thunder test|setup', "
+        "'tangram jobs submit|status|fetch'. Environment: TANGRAM_LOG_LEVEL, TANGRAM_YOLO_WEIGHTS, "
+        "TANGRAM_SAM_CHECKPOINT, TANGRAM_MODEL_DIR (folder searched for weights), TANGRAM_<SECTION>_<FIELD> "
+        "for any config field, OPENAI_API_KEY / OPENAI_BASE_URL for the planner.",
+    )
+    p.add_argument("--input", "-i", type=Path,
+                   help="video (mp4/mov/avi/mkv), folder of images, or one image; default: the built-in "
+                   "sample scene (rendered once with pybullet, then cached)")
+    p.add_argument("--mode", choices=list(MODES), default="full",
+                   help="run the pipeline up to this stage: track, segment, reconstruct, graph, plan, "
+                   "simulate, full (default: full)")
+    p.add_argument("--name", help="run name: results go to exports/NAME/ (default: the input's name)")
+    p.add_argument("--config", type=Path, help="TOML file overriding config.py (sections as in config.py)")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help=f"re-run STAGE even if its output is up to date; 'all' for every stage "
+                   f"({', '.join(STAGE_ORDER)}); repeatable")
+    p.add_argument("--thunder", action="store_true",
+                   help="offload heavy stages (segmentation, reconstruction) to the Thunder Compute host "
+                   "configured in config.py / TANGRAM_THUNDER_*; falls back to local when it fails")
+    p.add_argument("--offload", choices=["auto", "always", "never"],
+                   help="with --thunder: let the complexity scorer decide (auto, default), or force")
+    p.add_argument("--gui", action="store_true", help="open the desktop GUI instead of running in the terminal")
+    p.add_argument("--exports-dir", type=Path, help="where run folders go (default: exports/)")
+    p.add_argument("--yolo-weights", help="YOLO weights: path or Ultralytics name (default yolov8n.pt)")
+    p.add_argument("--tracker", help="Ultralytics tracker config (bytetrack.yaml, botsort.yaml)")
+    p.add_argument("--frame-stride", type=int, help="track every N-th frame (default 1)")
+    p.add_argument("--segmenter", choices=["auto", "sam", "grabcut"],
+                   help="auto: SAM if a checkpoint is available, else GrabCut; sam: SAM or an error")
+    p.add_argument("--sam-model", choices=["vit_b", "vit_l", "vit_h"], help="SAM model size")
+    p.add_argument("--sam-checkpoint", help="path to a SAM checkpoint (.pth)")
+    p.add_argument("--keyframe-stride", type=int, help="segment every N-th tracked frame (default 10)")
+    p.add_argument("--task", help='task for the planner, e.g. "put the cup in the bowl"')
+    p.add_argument("--planner", choices=["auto", "llm", "offline"], help="planner (default auto)")
+    p.add_argument("--llm-model", help="model name on the OpenAI-compatible server")
+    p.add_argument("--llm-base-url", help="OpenAI-compatible server URL (default: OpenAI)")
+    p.add_argument("--device", help="torch device for tracking and SAM: cpu, cuda, cuda:1")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO; also TANGRAM_LOG_LEVEL)")
+    p.add_argument("--version", action="version", version=f"tangram {__version__}")
+    return p
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Flags that were given, as config layers; None means 'not given'."""
+    return {
+        "run": {"exports_dir": str(args.exports_dir) if args.exports_dir else None, "log_level": args.log_level},
+        "tracking": {"weights": args.yolo_weights, "tracker": args.tracker, "frame_stride": args.frame_stride,
+                     "device": args.device},
+        "segmentation": {"backend": args.segmenter, "sam_model": args.sam_model,
+                         "sam_checkpoint": args.sam_checkpoint, "keyframe_stride": args.keyframe_stride,
+                         "device": args.device},
+        "planning": {"task": args.task, "planner": args.planner, "model": args.llm_model,
+                     "base_url": args.llm_base_url},
+        "thunder": {"offload": args.offload},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else "run"
+    rest = argv[1:] if argv and argv[0] in SUBCOMMANDS else argv
+    try:
+        return _dispatch(command, rest)
+    except TangramError as exc:
+        print(f"tangram: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tangram: cancelled; finished stages are kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(command: str, argv: list[str]) -> int:
+    if command == "sample":
+        return _sample(argv)
+    if command == "thunder":
+        from thunder.cli import main_thunder
+
+        return main_thunder(argv)
+    if command == "jobs":
+        from thunder.cli import main_jobs
+
+        return main_jobs(argv)
+    return _run(build_run_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tangram.logs import setup_logging
+    from tangram.settings import load_config, secret_values
+
+    config = load_config(args.config, overrides=cli_overrides(args))
+    setup_logging(config.run.log_level, secret_values(config))
+    if args.gui:
+        from gui.app import run_gui
+
+        return run_gui(config, input_path=args.input, name=args.name)
+    from tangram.progress import RichObserver
+    from tangram.runner import Pipeline, default_input
+
+    input_path = args.input if args.input is not None else default_input()
+    offload = _offload_policy(config) if args.thunder else None
+    with RichObserver() as observer:
+        result = Pipeline(config, observer=observer, offload=offload).run(
+            input_path, name=args.name, until=MODES[args.mode], force=args.force)
+    RichObserver.print_summary(result)
+    return 0 if result.ok else 1
+
+
+def _offload_policy(config: Any) -> Any:
+    from thunder.executor import offload_policy
+
+    return offload_policy(config)
+
+
+def _sample(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="tangram sample",
+                                description="Render the built-in tabletop sample scene with pybullet "
+                                "(video + ground truth: camera poses, boxes, masks, 3D objects).")
+    p.add_argument("--out", type=Path, help="output folder (default: the sample cache folder)")
+    p.add_argument("--seed", type=int, default=0, help="scene seed; the same seed gives the same video")
+    args = p.parse_args(argv)
+    from tangram.logs import setup_logging
+    from tangram.progress import simple_progress
+    from tangram.sample_scene import default_sample_path, render_sample
+
+    setup_logging()
+    out = args.out or default_sample_path(args.seed)
+    with simple_progress("rendering sample scene") as progress:
+        scene = render_sample(out, seed=args.seed, progress=progress)
+    print(scene.video_path)
+    return 0

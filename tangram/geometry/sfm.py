@@ -1,0 +1,194 @@
+"""Structure from motion with pycolmap: SIFT features, matching, mapping, the largest model.
+
+Facts this relies on (see ../shared/NOTES.md): with known intrinsics the bundle adjustment must not
+refine focal length, principal point or distortion (it drifts otherwise); incremental mapping may
+return several disconnected models, of which we keep the one with most registered images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pycolmap
+
+pycolmap.logging.minloglevel = 2  # warnings and errors only: COLMAP's INFO log is very chatty
+
+Matcher = Literal["sequential", "exhaustive"]
+Mapper = Literal["incremental", "global"]
+
+
+@dataclass
+class SfmOptions:
+    matcher: Matcher = "sequential"
+    mapper: Mapper = "incremental"
+    camera_model: str = "SIMPLE_RADIAL"
+    intrinsics: Sequence[float] | None = None  # [fx, fy, cx, cy] in pixels of the written images
+    max_image_size: int = 1600
+    max_num_features: int = 8192
+    overlap: int = 10  # sequential matching: each image is matched to this many successors
+    seed: int = 0
+    num_threads: int = -1
+
+
+@dataclass
+class SfmResult:
+    reconstruction: pycolmap.Reconstruction | None  # the model with most registered images
+    num_input: int
+    num_models: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_registered(self) -> int:
+        return self.reconstruction.num_reg_images() if self.reconstruction is not None else 0
+
+
+def run_sfm(
+    image_dir: Path,
+    image_names: Sequence[str],
+    options: SfmOptions,
+    progress: Callable[[str], None] = lambda _: None,
+) -> SfmResult:
+    """Reconstruct the images (names relative to image_dir); the database lives in a temp folder."""
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="tangram-sfm-") as tmp:
+        db = Path(tmp) / "database.db"
+        progress("extracting SIFT features")
+        _timed(timings, "extract", lambda: _extract(db, image_dir, image_names, options))
+        progress(f"{options.matcher} matching")
+        _timed(timings, "match", lambda: _match(db, options))
+        progress(f"{options.mapper} mapping")
+        models = _timed(timings, "map", lambda: _map(db, image_dir, Path(tmp) / "sparse", options))
+    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    return SfmResult(best, len(image_names), len(models), timings)
+
+
+def _timed(timings: dict[str, float], name: str, fn: Callable):
+    start = time.perf_counter()
+    result = fn()
+    timings[name] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _extract(db: Path, image_dir: Path, names: Sequence[str], options: SfmOptions) -> None:
+    reader = pycolmap.ImageReaderOptions()
+    if options.intrinsics is not None:
+        fx, fy, cx, cy = options.intrinsics
+        reader.camera_model = "PINHOLE"
+        reader.camera_params = f"{fx},{fy},{cx},{cy}"
+    else:
+        reader.camera_model = options.camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = options.max_image_size
+    extraction.num_threads = options.num_threads
+    extraction.sift.max_num_features = options.max_num_features
+    pycolmap.extract_features(
+        db,
+        image_dir,
+        image_names=list(names),
+        camera_mode=pycolmap.CameraMode.SINGLE,  # one camera (a video, a photo series): shared intrinsics
+        reader_options=reader,
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
+
+
+def _match(db: Path, options: SfmOptions) -> None:
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = options.num_threads
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = options.seed
+    if options.matcher == "exhaustive":
+        pycolmap.match_exhaustive(
+            db, matching_options=matching, verification_options=verification, device=pycolmap.Device.cpu
+        )
+        return
+    # Loop detection needs a vocabulary-tree file that is downloaded on first use; offline we widen the
+    # (quadratic) overlap instead, which also links the ends of short orbits.
+    pairing = pycolmap.SequentialPairingOptions(overlap=options.overlap, quadratic_overlap=True)
+    pycolmap.match_sequential(
+        db,
+        matching_options=matching,
+        pairing_options=pairing,
+        verification_options=verification,
+        device=pycolmap.Device.cpu,
+    )
+
+
+def _map(db: Path, image_dir: Path, out: Path, options: SfmOptions) -> dict[int, pycolmap.Reconstruction]:
+    out.mkdir(parents=True, exist_ok=True)
+    known = options.intrinsics is not None
+    if options.mapper == "global":
+        glob = pycolmap.GlobalPipelineOptions(random_seed=options.seed, num_threads=options.num_threads)
+        glob.min_model_size = 3
+        if known:
+            ba = glob.mapper.bundle_adjustment
+            ba.refine_focal_length = ba.refine_principal_point = ba.refine_extra_params = False
+        return dict(pycolmap.global_mapping(db, image_dir, out, glob))
+    inc = pycolmap.IncrementalPipelineOptions(random_seed=options.seed, num_threads=options.num_threads)
+    inc.min_model_size = 3
+    inc.mapper.random_seed = options.seed
+    inc.triangulation.random_seed = options.seed
+    if known:
+        inc.ba_refine_focal_length = inc.ba_refine_principal_point = inc.ba_refine_extra_params = False
+        inc.mapper.abs_pose_refine_focal_length = inc.mapper.abs_pose_refine_extra_params = False
+    return dict(pycolmap.incremental_mapping(db, image_dir, out, inc))
+
+
+# --- reading a model --------------------------------------------------------------------------------
+
+
+def world_from_camera(image: pycolmap.Image) -> np.ndarray:
+    """4x4 pose of a registered image: camera (OpenCV: x right, y down, z forward) to world."""
+    cam_from_world = np.eye(4)
+    cam_from_world[:3] = image.cam_from_world().matrix()
+    return np.linalg.inv(cam_from_world)
+
+
+def registered_images(rec: pycolmap.Reconstruction) -> list[pycolmap.Image]:
+    return sorted((rec.image(i) for i in rec.reg_image_ids()), key=lambda im: im.name)
+
+
+def point_arrays(rec: pycolmap.Reconstruction) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, xyz Nx3, rgb Nx3 uint8, reprojection error N) of all 3D points."""
+    ids = np.array(sorted(rec.point3D_ids()), dtype=np.int64)
+    xyz = np.array([rec.point3D(i).xyz for i in ids]).reshape(-1, 3)
+    rgb = np.array([rec.point3D(i).color for i in ids], dtype=np.uint8).reshape(-1, 3)
+    err = np.array([rec.point3D(i).error for i in ids], dtype=float)
+    return ids, xyz, rgb, err
+
+
+def camera_intrinsics(camera: pycolmap.Camera) -> dict:
+    return {
+        "model": camera.model.name,
+        "width": int(camera.width),
+        "height": int(camera.height),
+        "params": [float(p) for p in camera.params],
+        "fx": float(camera.focal_length_x),
+        "fy": float(camera.focal_length_y),
+        "cx": float(camera.principal_point_x),
+        "cy": float(camera.principal_point_y),
+    }
+
+
+def observations(rec: pycolmap.Reconstruction, image: pycolmap.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(point3D ids, Nx2 pixel positions) of the triangulated keypoints of one image."""
+    ids, uv = [], []
+    for p2d in image.points2D:
+        if p2d.has_point3D():
+            ids.append(p2d.point3D_id)
+            uv.append(p2d.xy)
+    return np.array(ids, dtype=np.int64), np.array(uv, dtype=float).reshape(-1, 2)
+
+
+def similarity_transform(rec: pycolmap.Reconstruction, new_from_old: np.ndarray) -> None:
+    """Apply a 4x4 similarity (scale * rotation, translation) to the model in place."""
+    linear = new_from_old[:3, :3]
+    scale = float(np.cbrt(np.linalg.det(linear)))
+    rotation = pycolmap.Rotation3d(linear / scale)
+    rec.transform(pycolmap.Sim3d(scale, rotation, new_from_old[:3, 3].reshape(3, 1)))

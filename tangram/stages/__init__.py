@@ -1,0 +1,38 @@
+"""Stage registry, in pipeline order. Modules load lazily: importing one may import torch."""
+
+from __future__ import annotations
+
+import importlib
+
+from tangram.stages.base import StageSpec
+
+STAGE_ORDER: tuple[str, ...] = (
+    "tracking",
+    "segmentation",
+    "reconstruction",
+    "scene_graph",
+    "planning",
+    "simulation",
+)
+
+# --mode NAME runs the pipeline up to and including that stage.
+MODES: dict[str, str] = {
+    "track": "tracking",
+    "segment": "segmentation",
+    "reconstruct": "reconstruction",
+    "graph": "scene_graph",
+    "plan": "planning",
+    "simulate": "simulation",
+    "full": "simulation",
+}
+
+
+def available_stages() -> tuple[str, ...]:
+    """Stages whose module exists in this installation."""
+    return tuple(name for name in STAGE_ORDER if importlib.util.find_spec(f"tangram.stages.{name}"))
+
+
+def get_stage(name: str) -> StageSpec:
+    if name not in STAGE_ORDER:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER)}")
+    return importlib.import_module(f"tangram.stages.{name}").STAGE

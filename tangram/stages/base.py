@@ -1,0 +1,75 @@
+"""The contract every stage follows.
+
+A stage is a function of (the run's input, its upstream stages' folders, the config) that writes
+its artefacts into `ctx.out_dir`. It knows nothing of where it runs: the runner gives it a fresh
+temporary folder (locally, or on the Thunder host through `thunder.worker`) and renames the folder
+to `exports/<run>/<stage>/` only once the stage returned, so a finished folder is always complete.
+
+Conventions shared by all stages:
+- frame_index: 0-based index of a frame in decoding order (video) or in sorted file-name order
+  (image folder); a single image is frame 0. Frames written to disk are named
+  `frame_{frame_index:06d}.jpg` (see `tangram.media.frame_name`).
+- boxes: `box_xyxy` = [x1, y1, x2, y2] in pixels of the original frame, origin top-left, floats.
+- object ids: the tracker's `track_id` (int >= 1) names an object in every later stage: masks,
+  3D objects, scene-graph nodes, plan arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from config import TangramConfig
+
+
+class ProgressFn(Protocol):
+    def __call__(self, completed: float, total: float | None = None, description: str = "") -> None: ...
+
+
+def no_progress(completed: float, total: float | None = None, description: str = "") -> None:
+    """A ProgressFn that reports nowhere."""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    stage: str
+    input_path: Path  # the run's input: a video, an image folder or one image
+    out_dir: Path  # write artefacts here; it is empty when the stage starts
+    upstream: Mapping[str, Path]  # finished folders of the stages this one requires
+    config: TangramConfig
+    progress: ProgressFn = no_progress
+
+    def upstream_dir(self, stage: str) -> Path:
+        return self.upstream[stage]
+
+
+@dataclass
+class StageOutcome:
+    backend: str  # what ran, e.g. "ultralytics:yolov8n_int8.tflite", "sam:vit_b", "grabcut"
+    summary: dict[str, Any] = field(default_factory=dict)  # small figures for the manifest
+    where: str = "local"  # "local" or the remote host that ran it (set by the executor)
+    # Set by a remote executor: bytes_up, bytes_down, transfer_s, remote_compute_s, cost_usd...
+    execution: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    """Runs a stage somewhere and leaves its artefacts in ctx.out_dir on this machine."""
+
+    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome: ...
+
+
+class LocalExecutor:
+    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome:
+        return spec.run(ctx)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    requires: tuple[str, ...]  # upstream stages whose folders this stage reads
+    config_sections: tuple[str, ...]  # config sections whose values change this stage's output
+    run: Callable[[StageContext], StageOutcome]
+    offloadable: bool = False  # heavy enough to be worth a remote GPU host
+    uses_input: bool = True  # reads the run's input file (else only upstream folders)
