@@ -7,6 +7,7 @@ frame_index is the 0-based position in decoding order (video) or in sorted file-
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,10 @@ import cv2
 import numpy as np
 
 from tangram.errors import TangramError
+
+# FFmpeg's own messages ("moov atom not found") would bypass our one-line errors and the log.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)  # decoder chatter off
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})

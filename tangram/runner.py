@@ -111,19 +111,44 @@ class Pipeline:
         unknown = forced - set(STAGE_ORDER)
         if unknown:
             raise TangramError(f"--force names unknown stage(s): {', '.join(sorted(unknown))}")
-        with _locked_run_dir(run_dir), attach_run_log(run_dir / "tangram.log", self.config):
-            manifest = self._open_manifest(run_dir, source.info.path)
-            write_json(run_dir / "config.json", public_dict(self.config))
-            log.info("run %s: input %s (%s), stages %s", run_dir, source.info.path, source.info.kind,
-                     ", ".join(stages))
-            for stage in stages:
-                self._check_cancel()
-                self._run_stage(stage, run_dir, manifest, stage in forced)
+        with _locked_run_dir(run_dir):
+            _remove_stale_temp_dirs(run_dir)
+            manifest = _read_manifest(run_dir, source.info.path)
+            hashes = self._plan_hashes(stages, manifest)
+            stale = [s for s in stages if s in forced or not _is_current(s, hashes[s], manifest, run_dir)]
+            for stage in stale:  # settings errors (weights...) surface before anything is written
+                preflight = get_stage(stage).preflight
+                if preflight is not None:
+                    preflight(self.config)
+            with attach_run_log(run_dir / "tangram.log", self.config):
+                write_json(run_dir / MANIFEST, manifest)
+                write_json(run_dir / "config.json", public_dict(self.config))
+                log.info("run %s: input %s (%s), stages %s", run_dir, source.info.path, source.info.kind,
+                         ", ".join(stages))
+                for stage in stages:
+                    self._check_cancel()
+                    self._run_stage(stage, run_dir, manifest, hashes[stage], stage in stale)
         return RunResult(run_dir, manifest, stages)
 
     # -- one stage --------------------------------------------------------------------------
 
-    def _run_stage(self, stage: str, run_dir: Path, manifest: dict[str, Any], forced: bool) -> None:
+    def _plan_hashes(self, stages: list[str], manifest: dict[str, Any]) -> dict[str, str]:
+        """Each stage's hash: input fingerprint, its config sections and its upstream hashes."""
+        config = public_dict(self.config)
+        hashes: dict[str, str] = {}
+        for stage in stages:
+            spec = get_stage(stage)
+            upstream = {r: hashes.get(r) or manifest["stages"].get(r, {}).get("input_hash") for r in spec.requires}
+            hashes[stage] = stable_hash({
+                "stage": stage,
+                "input": manifest["input"]["fingerprint"] if spec.uses_input else None,
+                "config": {s: config[s] for s in spec.config_sections},
+                "upstream": upstream,
+            })
+        return hashes
+
+    def _run_stage(self, stage: str, run_dir: Path, manifest: dict[str, Any], input_hash: str,
+                   stale: bool) -> None:
         spec = get_stage(stage)
         records = manifest["stages"]
         missing = [r for r in spec.requires if records.get(r, {}).get("status") != "done"]
@@ -131,10 +156,8 @@ class Pipeline:
             why = ", ".join(f"{r} {records.get(r, {}).get('status', 'not run')}" for r in missing)
             self._record(run_dir, manifest, stage, {"status": "skipped", "reason": f"needs {why}"})
             return
-        input_hash = self._stage_hash(spec, manifest)
-        previous = records.get(stage, {})
-        if (not forced and previous.get("status") == "done" and previous.get("input_hash") == input_hash
-                and (run_dir / stage).is_dir()):
+        if not stale:
+            previous = records[stage]
             log.info("%s: up to date (%s), reusing %s", stage, previous.get("backend"), run_dir / stage)
             self.observer.stage_finished(stage, previous)
             return
@@ -162,6 +185,9 @@ class Pipeline:
             outcome = executor.run_stage(spec, ctx)
         except StageFailed as exc:
             self._fail(run_dir, manifest, stage, input_hash, str(exc), started)
+        except TangramError as exc:  # bad settings (weights, keys...): no later stage can do better
+            self._fail(run_dir, manifest, stage, input_hash, str(exc), started)
+            raise
         except (Cancelled, KeyboardInterrupt):
             log.warning("%s: cancelled; finished stages are kept, re-run to resume", stage)
             raise
@@ -192,15 +218,6 @@ class Pipeline:
         write_json(run_dir / MANIFEST, manifest)
         self.observer.stage_finished(stage, record)
 
-    def _stage_hash(self, spec: StageSpec, manifest: dict[str, Any]) -> str:
-        records = manifest["stages"]
-        return stable_hash({
-            "stage": spec.name,
-            "input": manifest["input"]["fingerprint"] if spec.uses_input else None,
-            "config": {s: public_dict(self.config)[s] for s in spec.config_sections},
-            "upstream": {r: records[r]["input_hash"] for r in spec.requires},
-        })
-
     def _progress_fn(self, stage: str) -> Callable[..., None]:
         def progress(completed: float, total: float | None = None, description: str = "") -> None:
             self._check_cancel()
@@ -212,16 +229,21 @@ class Pipeline:
         if self.cancel_event.is_set():
             raise Cancelled("run cancelled")
 
-    def _open_manifest(self, run_dir: Path, input_path: Path) -> dict[str, Any]:
-        _remove_stale_temp_dirs(run_dir)
-        path = run_dir / MANIFEST
-        manifest = read_json(path) if path.is_file() else {}
-        manifest.setdefault("stages", {})
-        manifest["tangram_version"] = __version__
-        manifest["run"] = run_dir.name
-        manifest["input"] = _input_record(input_path, manifest.get("input"))
-        write_json(path, manifest)
-        return manifest
+
+
+def _read_manifest(run_dir: Path, input_path: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    manifest = read_json(path) if path.is_file() else {}
+    manifest.setdefault("stages", {})
+    manifest["tangram_version"] = __version__
+    manifest["run"] = run_dir.name
+    manifest["input"] = _input_record(input_path, manifest.get("input"))
+    return manifest
+
+
+def _is_current(stage: str, input_hash: str, manifest: dict[str, Any], run_dir: Path) -> bool:
+    record = manifest["stages"].get(stage, {})
+    return record.get("status") == "done" and record.get("input_hash") == input_hash and (run_dir / stage).is_dir()
 
 
 def _done_record(outcome: StageOutcome, input_hash: str, started: float) -> dict[str, Any]:

@@ -73,3 +73,6 @@ class StageSpec:
     run: Callable[[StageContext], StageOutcome]
     offloadable: bool = False  # heavy enough to be worth a remote GPU host
     uses_input: bool = True  # reads the run's input file (else only upstream folders)
+    # Cheap check of the settings (weights present and loadable...) before a run starts, so a
+    # bad setting is a one-line error instead of a failure halfway through the run.
+    preflight: Callable[[TangramConfig], None] | None = None

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from config import TangramConfig
+from tangram.errors import TangramError
 from tangram.fileio import read_json, write_json
 from tangram.media import open_media
 from tangram.models import cache_dir, is_online, resolve_yolo_weights
@@ -105,7 +107,10 @@ def load_yolo(weights_setting: str) -> tuple[Any, Path]:
     from ultralytics import YOLO
 
     # exported formats (.onnx, .tflite) don't always carry the task: these weights are detectors
-    return YOLO(str(weights), task="detect"), weights
+    try:
+        return YOLO(str(weights), task="detect"), weights
+    except Exception as exc:  # torch, onnx and tflite loaders each raise their own types
+        raise TangramError(f"cannot load YOLO weights {weights}: {str(exc).splitlines()[0][:200]}") from None
 
 
 def run(ctx: StageContext) -> StageOutcome:
@@ -157,10 +162,15 @@ def _preview_writer(ctx: StageContext, fps: float, size: tuple[int, int]) -> Abs
     return VideoWriter(ctx.out_dir / "preview.mp4", fps, size)
 
 
+def preflight(config: TangramConfig) -> None:
+    load_yolo(config.tracking.weights)  # raises a one-line TangramError for missing or bad weights
+
+
 STAGE = StageSpec(
     name="tracking",
     requires=(),
     config_sections=("tracking",),
     run=run,
     offloadable=False,
+    preflight=preflight,
 )
