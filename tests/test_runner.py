@@ -1,0 +1,79 @@
+"""Runner behaviour on real input: manifest, caching, --force, resume after kill -9, config saved."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def test_rerun_reuses_finished_stages_and_force_reruns(tmp_path: Path, run_cli, apple_video: Path) -> None:
+    first = run_cli("--input", str(apple_video), "--mode", "segment", "--name", "apple",
+                    "--keyframe-stride", "25")
+    assert first.returncode == 0, first.stderr
+    run_dir = tmp_path / "exports/apple"
+    m1 = _manifest(run_dir)
+    assert [m1["stages"][s]["status"] for s in ("tracking", "segmentation")] == ["done", "done"]
+    assert m1["stages"]["tracking"]["backend"].startswith("ultralytics:")
+    assert m1["stages"]["segmentation"]["backend"] == "grabcut"  # no SAM checkpoint offline
+    assert m1["stages"]["tracking"]["where"] == "local"
+
+    second = run_cli("--input", str(apple_video), "--mode", "segment", "--name", "apple",
+                     "--keyframe-stride", "25")
+    assert second.returncode == 0
+    m2 = _manifest(run_dir)
+    for stage in ("tracking", "segmentation"):
+        assert m2["stages"][stage]["finished_at"] == m1["stages"][stage]["finished_at"]  # reused
+    assert "up to date" in (run_dir / "tangram.log").read_text()
+
+    # a changed segmentation setting re-runs segmentation only
+    third = run_cli("--input", str(apple_video), "--mode", "segment", "--name", "apple",
+                    "--keyframe-stride", "10")
+    m3 = _manifest(run_dir)
+    assert third.returncode == 0
+    assert m3["stages"]["tracking"]["input_hash"] == m1["stages"]["tracking"]["input_hash"]
+    assert m3["stages"]["segmentation"]["input_hash"] != m1["stages"]["segmentation"]["input_hash"]
+    assert m3["stages"]["segmentation"]["summary"]["keyframes"] == 5
+
+    forced = run_cli("--input", str(apple_video), "--mode", "track", "--name", "apple", "--force", "tracking",
+                     "--keyframe-stride", "10")
+    assert forced.returncode == 0
+    assert _manifest(run_dir)["stages"]["tracking"]["finished_at"] >= m3["stages"]["tracking"]["finished_at"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["segmentation"]["keyframe_stride"] == 10
+    assert "api_key" not in config["planning"]
+
+
+def test_kill_minus_9_mid_stage_then_resume(tmp_path: Path, yolo_weights: str, apple_video: Path) -> None:
+    env = {**os.environ, "TANGRAM_YOLO_WEIGHTS": yolo_weights, "TANGRAM_EXPORTS_DIR": str(tmp_path / "exports")}
+    args = [sys.executable, str(ROOT / "main.py"), "--input", str(apple_video), "--mode", "segment",
+            "--name", "killed", "--keyframe-stride", "25"]
+    run_dir = tmp_path / "exports/killed"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(run_dir.glob(".tmp-tracking-*")):
+        time.sleep(0.05)
+    time.sleep(1.5)  # well inside the ~10 s tracking stage
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(run_dir.glob(".tmp-tracking-*")), "the kill should land while tracking runs"
+    assert not (run_dir / "tracking").exists()  # nothing half-written under a final name
+    assert _manifest(run_dir)["stages"] == {}
+
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(run_dir.glob(".tmp-*"))
+    manifest = _manifest(run_dir)
+    assert manifest["stages"]["segmentation"]["status"] == "done"
+    tracks = json.loads((run_dir / "tracking/tracks.json").read_text())
+    assert tracks["video"]["num_frames"] == 50
