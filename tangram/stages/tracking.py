@@ -120,7 +120,7 @@ def run(ctx: StageContext) -> StageOutcome:
     info = source.info
     tracks = Tracks(f"ultralytics:{weights.name}", cfg.tracker, {}, cfg.frame_stride)
     decoded = 0
-    with _preview_writer(ctx, info.fps / cfg.frame_stride, (info.width, info.height)) as preview:
+    with _preview_writer(ctx, info.fps / cfg.frame_stride, _preview_size(info.width, info.height)) as preview:
         for frame_index, frame in source.frames(stride=cfg.frame_stride):
             result = model.track(frame, persist=True, tracker=cfg.tracker, conf=cfg.conf, iou=cfg.iou,
                                  imgsz=cfg.imgsz, classes=cfg.classes, device=cfg.device, verbose=False)[0]
@@ -159,7 +159,15 @@ def _preview_writer(ctx: StageContext, fps: float, size: tuple[int, int]) -> Abs
         return nullcontext()
     from tangram.video import VideoWriter
 
-    return VideoWriter(ctx.out_dir / "preview.mp4", fps, size)
+    # ultrafast: the preview is encoded while tracking runs and must not slow it down
+    return VideoWriter(ctx.out_dir / "preview.mp4", fps, size, preset="ultrafast")
+
+
+def _preview_size(width: int, height: int, max_width: int = 960) -> tuple[int, int]:
+    """Previews of big videos are scaled down: they are for looking at, and encode cost grows with size."""
+    if width <= max_width:
+        return width, height
+    return max_width, round(height * max_width / width / 2) * 2
 
 
 def preflight(config: TangramConfig) -> None:
