@@ -124,7 +124,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.gui:
         from gui.app import run_gui
 
-        return run_gui(config, input_path=args.input, name=args.name)
+        return run_gui(config, input_path=args.input, name=args.name, thunder=args.thunder or None,
+                       mode=args.mode)
     from tangram.progress import RichObserver
     from tangram.runner import Pipeline, default_input
 

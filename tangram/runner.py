@@ -59,6 +59,9 @@ class OffloadPolicy(Protocol):
 
     def executor_for(self, spec: StageSpec, ctx: StageContext) -> Executor: ...
 
+    def close(self) -> None:
+        """Release connections and remote scratch space once the run ends."""
+
 
 class NullObserver:
     def stage_started(self, stage: str, where: str) -> None:
@@ -125,9 +128,13 @@ class Pipeline:
                 write_json(run_dir / "config.json", public_dict(self.config))
                 log.info("run %s: input %s (%s), stages %s", run_dir, source.info.path, source.info.kind,
                          ", ".join(stages))
-                for stage in stages:
-                    self._check_cancel()
-                    self._run_stage(stage, run_dir, manifest, hashes[stage], stage in stale)
+                try:
+                    for stage in stages:
+                        self._check_cancel()
+                        self._run_stage(stage, run_dir, manifest, hashes[stage], stage in stale)
+                finally:
+                    if self.offload is not None:
+                        self.offload.close()
         return RunResult(run_dir, manifest, stages)
 
     # -- one stage --------------------------------------------------------------------------

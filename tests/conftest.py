@@ -24,7 +24,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 if "TANGRAM_MODEL_DIR" not in os.environ and (SHARED / "models").is_dir():
     os.environ["TANGRAM_MODEL_DIR"] = str(SHARED / "models")
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["thunder_fixtures"]
 
 
 def real_file(name: str) -> Path:
