@@ -1,17 +1,22 @@
 """The built-in sample: a pybullet tabletop filmed by an orbiting camera, with exact ground truth.
 
-`tangram sample` renders it; it is TANGRAM's default input when the user gives none. The scene is
-a wooden table in a textured room with a cup (pybullet_data mug), a porcelain bowl (a lathe mesh
-generated here), a teddy bear, a small soccer ball and a tray. The objects are dropped and settled
-with physics, then a camera circles the table along an arc with some height variation, always
-looking at the table centre. Rendering is pybullet's CPU TinyRenderer in DIRECT mode.
+`tangram sample` renders it; it is TANGRAM's default input when the user gives none. A light wooden
+table stands in a room with a speckled terrazzo floor and poster-covered walls (procedural,
+non-repeating textures: COLMAP needs distinctive features). On it: a cup (pybullet_data's mug), a
+porcelain bowl (a lathe mesh generated here), a teddy bear and a tennis ball (built here too:
+pybullet_data's teddy and soccer ball were rarely recognised by a COCO detector) and a tray
+(pybullet_data's traybox). The objects are dropped and settled with physics; then a camera sweeps a
+120 degree arc around them with some height and distance variation, always looking at the middle
+of the objects, near the table centre. Rendering is pybullet's CPU TinyRenderer in DIRECT mode,
+with shadows. Same seed, same bytes; another seed moves the objects, the arc and the textures.
 
 Output folder (see `render_sample`)::
 
-    sample.mp4            the video (H.264 when PyAV is available, else OpenCV 'mp4v')
+    sample.mp4            the video (H.264 via tangram.video, else OpenCV 'mp4v')
     ground_truth.json     everything below, documented in `_GT_DOC`
     masks/frame_000000.png  instance masks: uint8 pixel = gt_id of the object seen there, 0 = none
-    assets/               the generated table, room and bowl (URDF + OBJ + texture), loadable as is
+    assets/               the generated table, room, bowl, teddy and ball (URDF + OBJ + texture),
+                          loadable as they are with p.loadURDF
 
 Conventions of ground_truth.json:
 - world: pybullet's world frame, metres, z up; the floor is z = 0.
@@ -32,7 +37,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +46,22 @@ import pybullet as p
 import pybullet_data
 from pybullet_utils.bullet_client import BulletClient
 
-from tangram.assets import BowlProfile, TableSpec, write_bowl_urdf, write_room_urdf, write_table_urdf
+from tangram.assets import (
+    BowlProfile,
+    TableSpec,
+    write_bowl_urdf,
+    write_room_urdf,
+    write_table_urdf,
+    write_teddy_urdf,
+    write_tennis_ball_urdf,
+)
+from tangram.assets.urdfs import visual_points
 from tangram.errors import TangramError
 from tangram.fileio import read_json, write_json
 from tangram.stages.base import ProgressFn, no_progress
+from tangram.video import VideoWriter
 
-FORMAT_VERSION = 1  # bump when the scene or the ground truth changes: it names the cache folder
+FORMAT_VERSION = 2  # bump when the scene or the ground truth changes: it names the cache folder
 GT_FORMAT = f"tangram.sample_gt/{FORMAT_VERSION}"
 VIDEO_NAME = "sample.mp4"
 GT_NAME = "ground_truth.json"
@@ -57,6 +71,9 @@ _FOV_Y_DEG = 50.0
 _NEAR, _FAR = 0.05, 12.0
 _TABLE = TableSpec()
 _TRAY_SCALE = 0.6  # pybullet_data's traybox is 60 cm square; 36 cm suits a 1.2 m table
+_IN_FRONT = ("sports ball", "cup")
+_PLACE_ORDER = ("tray", "sports ball", "cup", "teddy bear", "bowl")
+_GAP = 0.06  # metres between footprints: objects stand apart, not hiding one another
 
 
 @dataclass(frozen=True)
@@ -69,19 +86,17 @@ class ObjectSpec:
     scale: float
     mass: float  # kg: realistic, pybullet_data's defaults are not (a 10 kg soccer ball)
     footprint: float  # metres: radius of a circle containing the object seen from above
-    upright: tuple[float, float, float] = (0.0, 0.0, 0.0)  # roll, pitch, yaw putting it the right way up
     rgba: tuple[float, float, float, float] | None = None
 
 
-# Sizes fit a Franka Panda's 8 cm gripper opening (cup 7 cm across the rim, ball 7 cm, teddy 7.6 cm
-# deep) and the bowl (18 cm across, 7 cm deep) takes the cup, so "put the cup in the bowl" works.
+# Sizes fit a Franka Panda's 8 cm gripper opening (cup 7 cm across the rim, ball 6.7 cm, teddy head
+# 7 cm) and the bowl (18 cm across, 7 cm deep) takes the cup, so "put the cup in the bowl" works.
 OBJECTS: tuple[ObjectSpec, ...] = (
     ObjectSpec("cup", "cup", "pybullet_data/objects/mug.urdf", 0.85, 0.30, 0.065, rgba=(0.85, 0.15, 0.1, 1)),
     ObjectSpec("bowl", "bowl", "assets/bowl.urdf", 1.0, 0.30, 0.095),
-    ObjectSpec("teddy bear", "teddy bear", "pybullet_data/teddy_vhacd.urdf", 1.2, 0.15, 0.075,
-               upright=(math.pi / 2, 0.0, 0.0), rgba=(0.55, 0.35, 0.18, 1)),
-    ObjectSpec("sports ball", "sports ball", "pybullet_data/soccerball.urdf", 0.07, 0.06, 0.04),
-    ObjectSpec("tray", None, "pybullet_data/tray/traybox.urdf", _TRAY_SCALE, 0.6, 0.19),
+    ObjectSpec("teddy bear", "teddy bear", "assets/teddy.urdf", 1.0, 0.15, 0.075),
+    ObjectSpec("sports ball", "sports ball", "assets/tennis_ball.urdf", 1.0, 0.058, 0.04),
+    ObjectSpec("tray", None, "pybullet_data/tray/traybox.urdf", _TRAY_SCALE, 0.6, 0.21),
 )
 
 
@@ -91,6 +106,7 @@ class SampleScene:
 
     root: Path
     gt: dict[str, Any] = field(repr=False)
+    render_seconds: float | None = None  # wall time of the render that produced it, when just rendered
 
     @property
     def video_path(self) -> Path:
@@ -150,17 +166,24 @@ class SampleScene:
 
 
 def default_sample_path(seed: int = 0) -> Path:
-    """Cache folder of a seed's sample: $TANGRAM_CACHE_DIR or ~/.cache/tangram, versioned."""
-    base = os.environ.get("TANGRAM_CACHE_DIR") or Path.home() / ".cache" / "tangram"
-    return Path(base) / f"sample-seed{seed}-v{FORMAT_VERSION}"
+    """Cache folder of a seed's sample, versioned by FORMAT_VERSION.
+
+    $TANGRAM_CACHE_DIR, else $XDG_CACHE_HOME/tangram, else ~/.cache/tangram.
+    """
+    base = os.environ.get("TANGRAM_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) / "tangram" if xdg else Path.home() / ".cache" / "tangram"
+    return Path(base).expanduser() / f"sample-seed{seed}-v{FORMAT_VERSION}"
 
 
 def ensure_sample(seed: int = 0, progress: ProgressFn = no_progress) -> Path:
-    """The video of the cached sample for `seed`, rendering it first if it is not there yet."""
+    """The video of the cached sample for `seed`, rendering it (about 30 s) if it is not there yet."""
     root = default_sample_path(seed)
-    if not (root / GT_NAME).is_file():
-        render_sample(root, seed, progress=progress)
-    return load_sample(root).video_path
+    try:
+        return load_sample(root).video_path
+    except TangramError:  # missing, or unreadable: render afresh
+        return render_sample(root, seed, progress=progress).video_path
 
 
 def load_sample(out_dir: Path) -> SampleScene:
@@ -169,9 +192,13 @@ def load_sample(out_dir: Path) -> SampleScene:
     gt_path = out_dir / GT_NAME
     if not gt_path.is_file():
         raise TangramError(f"no sample at {out_dir}: {GT_NAME} is missing (run `tangram sample`)")
-    gt = read_json(gt_path)
-    if gt.get("format") != GT_FORMAT:
-        raise TangramError(f"{gt_path} has format {gt.get('format')!r}, expected {GT_FORMAT!r}; re-render it")
+    try:
+        gt = read_json(gt_path)
+    except (OSError, ValueError) as exc:
+        raise TangramError(f"cannot read {gt_path}: {exc}") from exc
+    if not isinstance(gt, dict) or gt.get("format") != GT_FORMAT:
+        found = gt.get("format") if isinstance(gt, dict) else None
+        raise TangramError(f"{gt_path} has format {found!r}, expected {GT_FORMAT!r}; re-render it")
     return SampleScene(out_dir, gt)
 
 
@@ -182,23 +209,43 @@ def render_sample(out_dir: Path, seed: int = 0, *, num_frames: int = 100, fps: i
     The render happens in a temporary sibling folder that is renamed onto `out_dir` only when
     complete, so a killed render never leaves a half sample behind.
     """
-    if num_frames < 1 or fps < 1 or width < 16 or height < 16:
-        raise TangramError("sample needs num_frames >= 1, fps >= 1 and at least 16x16 pixels")
+    # H.264 in yuv420p needs even frame sizes.
+    if num_frames < 1 or fps < 1 or width < 16 or height < 16 or width % 2 or height % 2:
+        raise TangramError(f"cannot render a {width}x{height} sample of {num_frames} frames at {fps} fps: "
+                           "it needs >= 1 frame, fps >= 1 and an even width and height of at least 16 px")
+    if not 0 <= seed < 2**63:
+        raise TangramError(f"sample seed must be between 0 and 2**63 - 1, got {seed}")
+    started = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise TangramError(f"cannot write the sample into {out_dir.parent}: {exc.strerror or exc}") from exc
     try:
         _render_into(tmp, seed, num_frames, fps, width, height, progress)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return load_sample(out_dir)
+    scene = load_sample(out_dir)
+    scene.render_seconds = time.perf_counter() - started
+    return scene
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put the finished folder `new` at `target`, moving any previous one aside first."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    try:
+        new.rename(target)
+    except OSError:
+        if not (target / GT_NAME).is_file():  # not another process's complete sample: a real error
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,8 +260,18 @@ class _Body:
     urdf_path: Path
 
 
+class _DirectClient(BulletClient):
+    """BulletClient in DIRECT mode, connected without `options`: BulletClient passes options=''
+    to pybullet.connect, which then prints 'argv[0]=' on stdout, where the CLI writes its result."""
+
+    def __init__(self) -> None:  # deliberately not calling super().__init__
+        self._shapes: dict = {}
+        self._pid = os.getpid()
+        self._client = p.connect(p.DIRECT)
+
+
 def _connect() -> BulletClient:
-    client = BulletClient(connection_mode=p.DIRECT)
+    client = _DirectClient()
     client.setAdditionalSearchPath(pybullet_data.getDataPath())
     client.setGravity(0, 0, -9.81)
     client.setPhysicsEngineParameter(fixedTimeStep=_TIME_STEP, deterministicOverlappingPairs=1)
@@ -226,23 +283,50 @@ def _resolve_urdf(spec: ObjectSpec, asset_dir: Path) -> Path:
     return Path(pybullet_data.getDataPath()) / rel if kind == "pybullet_data" else asset_dir / rel
 
 
-def _place(rng: np.random.Generator) -> dict[str, tuple[float, float, float]]:
-    """Random (x, y, yaw) per object on the table top, footprints apart; the tray at one end."""
+@dataclass(frozen=True)
+class _Orbit:
+    """The camera's arc: azimuth from `start` over `sweep` radians around the look-at point."""
+
+    start: float
+    sweep: float = math.radians(120.0)
+    radius: float = 0.62  # metres from the look-at point, horizontally
+    height: float = 0.38  # metres above the table top
+
+    @property
+    def middle(self) -> float:
+        return self.start + self.sweep / 2
+
+
+def _place(rng: np.random.Generator, facing: float) -> dict[str, tuple[float, float, float]]:
+    """Random (x, y, yaw) per object, footprints apart: the tray at one end, the rest near the centre.
+
+    The teddy bear turns its face roughly towards the middle of the camera's arc (`facing`, an
+    azimuth), as someone setting up a tabletop scene would: the detector needs to see its face.
+    """
     half_x, half_y = _TABLE.size[0] / 2, _TABLE.size[1] / 2
-    side = 1.0 if rng.random() < 0.5 else -1.0
-    tray = next(s for s in OBJECTS if s.name == "tray")
-    placed = {"tray": (side * (half_x - tray.footprint - 0.04), float(rng.uniform(-0.12, 0.12)),
-                       float(rng.uniform(-0.3, 0.3)))}
-    for spec in OBJECTS:
+    # The tray goes to the table end away from the camera's arc: in front it hides the rest.
+    side = -1.0 if math.cos(facing) > 0 else 1.0
+    tray_x = side * (half_x - _footprint("tray") - 0.03)
+    placed = {"tray": (tray_x, float(rng.uniform(-0.1, 0.1)), float(rng.uniform(-0.3, 0.3)))}
+    # Small objects first, so they get the front places (see below).
+    for spec in sorted(OBJECTS, key=lambda o: _PLACE_ORDER.index(o.name)):
         if spec.name in placed:
             continue
-        for _ in range(10_000):
-            # Objects stay in the central part of the table: every one in view along the whole orbit.
-            x = float(rng.uniform(-half_x + 0.12, half_x - 0.12))
-            y = float(rng.uniform(-half_y + 0.12, half_y - 0.12))
-            if all(math.hypot(x - ox, y - oy) > spec.footprint + _footprint(other) + 0.03
+        for attempt in range(10_000):
+            # Within 0.35 m x 0.22 m of the centre, so the objects stay in view along the orbit.
+            x = float(rng.uniform(-0.35, 0.35))
+            y = float(rng.uniform(-half_y + 0.18, half_y - 0.18))
+            # Small objects go in front (towards the camera's arc), where they look bigger: the
+            # detector misses a 7 cm ball seen from a metre away.
+            in_front = x * math.cos(facing) + y * math.sin(facing) >= 0.1
+            if spec.name in _IN_FRONT and not in_front and attempt < 5_000:
+                continue
+            if all(math.hypot(x - ox, y - oy) > spec.footprint + _footprint(other) + _GAP
                    for other, (ox, oy, _) in placed.items()):
-                placed[spec.name] = (x, y, float(rng.uniform(-math.pi, math.pi)))
+                yaw = float(rng.uniform(-math.pi, math.pi))
+                if spec.name == "teddy bear":
+                    yaw = facing + float(rng.uniform(-0.25, 0.25))
+                placed[spec.name] = (x, y, yaw)
                 break
         else:  # pragma: no cover - the table has room for many times these footprints
             raise TangramError(f"could not place the {spec.name} on the sample table")
@@ -253,27 +337,37 @@ def _footprint(name: str) -> float:
     return next(s.footprint for s in OBJECTS if s.name == name)
 
 
-def _load_objects(client: BulletClient, asset_dir: Path, rng: np.random.Generator) -> list[_Body]:
-    placement = _place(rng)
+def _load_objects(client: BulletClient, asset_dir: Path, placement: dict[str, tuple[float, float, float]]
+                  ) -> list[_Body]:
     bodies = []
     for gt_id, spec in enumerate(OBJECTS, start=1):
         x, y, yaw = placement[spec.name]
-        roll, pitch, _ = spec.upright
-        orn = client.getQuaternionFromEuler((roll, pitch, yaw))
+        orn = client.getQuaternionFromEuler((0.0, 0.0, yaw))
         urdf = _resolve_urdf(spec, asset_dir)
         body = client.loadURDF(str(urdf), (x, y, _TABLE.top_z + 0.3), orn, globalScaling=spec.scale)
-        # Move the body so that its AABB centre is at (x, y) (meshes like the teddy's sit far from
-        # their URDF origin) and its lowest point 2 mm above the table top; physics settles it.
+        # Move the body so that its AABB centre is at (x, y) (a mesh can sit away from its URDF
+        # origin) and its lowest point 2 mm above the table top; physics then settles it.
         lo, hi = (np.array(v) for v in client.getAABB(body))
         pos, _ = client.getBasePositionAndOrientation(body)
         shift = np.array([x - (lo[0] + hi[0]) / 2, y - (lo[1] + hi[1]) / 2, _TABLE.top_z + 0.002 - lo[2]])
         client.resetBasePositionAndOrientation(body, (np.array(pos) + shift).tolist(), orn)
-        client.changeDynamics(body, -1, mass=spec.mass, lateralFriction=0.8, spinningFriction=0.002,
-                              rollingFriction=0.0005)
+        _set_mass(client, body, spec, urdf)
         if spec.rgba is not None:
             client.changeVisualShape(body, -1, rgbaColor=spec.rgba)
         bodies.append(_Body(spec, gt_id, body, urdf))
     return bodies
+
+
+def _set_mass(client: BulletClient, body: int, spec: ObjectSpec, urdf: Path) -> None:
+    """Realistic mass, and the inertia of a solid box of the object's size.
+
+    pybullet_data's URDFs carry placeholder inertia (the mug: 1 kg m^2, the tray: 0) that makes
+    objects all but impossible to tip, or unable to turn at all.
+    """
+    extent = np.ptp(visual_points(urdf, spec.scale), axis=0)
+    sx, sy, sz = extent
+    inertia = [spec.mass / 12 * (b * b + c * c) for b, c in ((sy, sz), (sx, sz), (sx, sy))]
+    client.changeDynamics(body, -1, mass=spec.mass, localInertiaDiagonal=inertia)
 
 
 def _settle(client: BulletClient, bodies: list[_Body], max_seconds: float = 4.0) -> float:
@@ -296,24 +390,32 @@ def _settle(client: BulletClient, bodies: list[_Body], max_seconds: float = 4.0)
 # Camera
 
 
-def _camera_path(num_frames: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(eye, target) per frame: a 150 degree arc around the table, radius and height breathing.
+def _camera_path(num_frames: int, orbit: _Orbit, target: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(eye, target) per frame along the arc around `target`, radius and height breathing a little.
 
     A smooth arc (not a full circle) is what a hand-held phone sweep looks like, and its
     baseline gives COLMAP parallax; the height variation keeps the views from being coplanar.
     """
-    start = float(rng.uniform(-math.pi, math.pi))
-    sweep = math.radians(150.0)
-    target = np.array([0.0, 0.0, _TABLE.top_z + 0.04])
     path = []
     for i in range(num_frames):
         t = i / max(num_frames - 1, 1)
-        azimuth = start + sweep * t
-        radius = 0.95 + 0.08 * math.sin(2 * math.pi * t)
-        height = _TABLE.top_z + 0.55 + 0.12 * math.sin(3 * math.pi * t + 0.5)
-        eye = np.array([radius * math.cos(azimuth), radius * math.sin(azimuth), height])
+        azimuth = orbit.start + orbit.sweep * t
+        radius = orbit.radius + 0.06 * math.sin(2 * math.pi * t)
+        height = _TABLE.top_z + orbit.height + 0.08 * math.sin(3 * math.pi * t + 0.5)
+        offset = np.array([radius * math.cos(azimuth), radius * math.sin(azimuth), 0.0])
+        eye = np.array([target[0], target[1], height]) + offset
         path.append((eye, target))
     return path
+
+
+def _look_at(objects: list[dict[str, Any]]) -> np.ndarray:
+    """The point the camera circles and looks at: the middle of the objects standing on the table.
+
+    It lies within about 0.2 m of the table centre; aiming there rather than at the exact centre
+    keeps the objects, not an empty table end, in the frame (the tray, low and large, is left out).
+    """
+    centres = np.array([o["position"] for o in objects if o["name"] != "tray"])
+    return np.array([centres[:, 0].mean(), centres[:, 1].mean(), _TABLE.top_z + 0.04])
 
 
 def _gl_view(client: BulletClient, eye: np.ndarray, target: np.ndarray) -> list[float]:
@@ -345,56 +447,11 @@ def _render(client: BulletClient, view: list[float], projection: list[float], wi
             ) -> tuple[np.ndarray, np.ndarray]:
     _, _, rgba, _, seg = client.getCameraImage(
         width, height, view, projection, renderer=p.ER_TINY_RENDERER, shadow=1,
-        lightDirection=[0.4, -0.5, 1.0], lightColor=[1.0, 1.0, 0.97], lightDistance=3.0,
+        lightDirection=[0.2, -0.3, 1.0], lightColor=[1.0, 1.0, 0.97], lightDistance=3.0,
         lightAmbientCoeff=0.55, lightDiffuseCoeff=0.45, lightSpecularCoeff=0.08)
     rgb = np.asarray(rgba, np.uint8).reshape(height, width, 4)[:, :, :3]
     seg = np.asarray(seg, np.int64).reshape(height, width)
     return rgb, seg
-
-
-class _VideoWriter:
-    """H.264 through PyAV's bundled libx264 when available; else OpenCV 'avc1', else 'mp4v'."""
-
-    def __init__(self, path: Path, fps: int, width: int, height: int) -> None:
-        self.codec = ""
-        self._av = None
-        self._cv = None
-        try:
-            import av
-
-            container = av.open(str(path), mode="w")
-            stream = container.add_stream("libx264", rate=Fraction(fps))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            # Near-lossless and single-threaded: frames must decode the same for the same seed.
-            stream.options = {"crf": "16", "preset": "medium", "threads": "1", "x264-params": "threads=1"}
-            self._av, self._stream, self.codec = container, stream, "h264 (libx264 via PyAV)"
-            return
-        except (ImportError, ValueError, OSError):  # PyAV missing or built without libx264
-            pass
-        for fourcc, name in (("avc1", "h264 (OpenCV avc1)"), ("mp4v", "mpeg4 (OpenCV mp4v)")):
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-            if writer.isOpened():
-                self._cv, self.codec = writer, name
-                return
-        raise TangramError("no video encoder available: install PyAV (`pip install av`) or an OpenCV with FFmpeg")
-
-    def write(self, rgb: np.ndarray) -> None:
-        if self._av is not None:
-            import av
-
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            for packet in self._stream.encode(frame):
-                self._av.mux(packet)
-        else:
-            self._cv.write(np.ascontiguousarray(rgb[:, :, ::-1]))
-
-    def close(self) -> None:
-        if self._av is not None:
-            for packet in self._stream.encode():
-                self._av.mux(packet)
-            self._av.close()
-        elif self._cv is not None:
-            self._cv.release()
 
 
 def _frame_objects(seg: np.ndarray, bodies: list[_Body]) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -427,30 +484,32 @@ def _pose_matrix(client: BulletClient, pos: Any, orn: Any) -> list[list[float]]:
     return m.tolist()
 
 
-def _object_gt(client: BulletClient, b: _Body, asset_dir: Path) -> dict[str, Any]:
+def _object_gt(client: BulletClient, b: _Body) -> dict[str, Any]:
     com_pos, com_orn = client.getBasePositionAndOrientation(b.body_id)
     # pybullet reports the centre-of-mass frame; loadURDF wants the URDF link frame, so undo the
     # URDF's inertial offset to give a pose that reloads the object exactly where it rests.
     inertial_pos, inertial_orn = client.getDynamicsInfo(b.body_id, -1)[3:5]
     inv_pos, inv_orn = client.invertTransform(inertial_pos, inertial_orn)
     link_pos, link_orn = client.multiplyTransforms(com_pos, com_orn, inv_pos, inv_orn)
-    lo, hi = (np.array(v) for v in client.getAABB(b.body_id))
-    rel = b.spec.urdf
+    pose = np.array(_pose_matrix(client, link_pos, link_orn))
+    points = visual_points(b.urdf_path, b.spec.scale) @ pose[:3, :3].T + pose[:3, 3]
+    lo, hi = points.min(axis=0), points.max(axis=0)
     return {
         "gt_id": b.gt_id,
         "name": b.spec.name,
         "coco_class": b.spec.coco_class,
-        "urdf": rel,
+        "urdf": b.spec.urdf,
         "urdf_scale": b.spec.scale,
         "position": ((lo + hi) / 2).tolist(),
         "orientation_xyzw": list(link_orn),
         "urdf_position": list(link_pos),
-        "world_from_object": _pose_matrix(client, link_pos, link_orn),
+        "world_from_object": pose.tolist(),
         "aabb_min": lo.tolist(),
         "aabb_max": hi.tolist(),
         "size": (hi - lo).tolist(),
         "yaw": float(client.getEulerFromQuaternion(link_orn)[2]),
         "mass": b.spec.mass,
+        "rgba": list(b.spec.rgba) if b.spec.rgba else None,  # colour applied over the URDF's, if any
     }
 
 
@@ -498,7 +557,6 @@ def _table_gt(first_world_from_camera: np.ndarray) -> dict[str, Any]:
 
 def _render_into(root: Path, seed: int, num_frames: int, fps: int, width: int, height: int,
                  progress: ProgressFn) -> None:
-    started = time.perf_counter()
     rng = np.random.default_rng(seed)
     asset_dir = root / "assets"
     progress(0, num_frames, "building the sample scene")
@@ -507,17 +565,20 @@ def _render_into(root: Path, seed: int, num_frames: int, fps: int, width: int, h
     room_urdf = write_room_urdf(asset_dir, tex_rng)
     table_urdf = write_table_urdf(asset_dir, tex_rng, _TABLE)
     write_bowl_urdf(asset_dir, tex_rng, BowlProfile())
+    write_teddy_urdf(asset_dir, tex_rng)
+    write_tennis_ball_urdf(asset_dir, tex_rng)
+    orbit = _Orbit(start=float(cam_rng.uniform(-math.pi, math.pi)))
     client = _connect()
     try:
         client.loadURDF(str(room_urdf), useFixedBase=True)
         table_id = client.loadURDF(str(table_urdf), useFixedBase=True)
-        bodies = _load_objects(client, asset_dir, place_rng)
+        bodies = _load_objects(client, asset_dir, _place(place_rng, orbit.middle))
         settled_s = _settle(client, bodies)
-        objects = [_object_gt(client, b, asset_dir) for b in bodies]
+        objects = [_object_gt(client, b) for b in bodies]
         relations = _relations(client, bodies, table_id)
         projection = client.computeProjectionMatrixFOV(_FOV_Y_DEG, width / height, _NEAR, _FAR)
-        frames = _film(client, bodies, root, _camera_path(num_frames, cam_rng), projection, width, height, fps,
-                       progress)
+        path = _camera_path(num_frames, orbit, _look_at(objects))
+        frames = _film(client, bodies, root, path, projection, width, height, fps, progress)
     finally:
         client.disconnect()
     gt = {
@@ -537,8 +598,9 @@ def _render_into(root: Path, seed: int, num_frames: int, fps: int, width: int, h
         "objects": objects,
         "relations": relations,
         "frames": frames["frames"],
-        "render": {"seconds": round(time.perf_counter() - started, 2), "settled_seconds": settled_s,
-                   "renderer": "pybullet ER_TINY_RENDERER", "pybullet_api": p.getAPIVersion()},
+        # No timings here: the same seed must give byte-identical ground truth.
+        "render": {"settled_seconds": settled_s, "renderer": "pybullet ER_TINY_RENDERER",
+                   "pybullet_api": p.getAPIVersion()},
     }
     gt["colmap_camera"] = _colmap_camera(gt["intrinsics"])
     write_json(root / GT_NAME, gt)
@@ -552,13 +614,13 @@ def _colmap_camera(intr: dict[str, Any]) -> dict[str, Any]:
 def _film(client: BulletClient, bodies: list[_Body], root: Path, path: list[tuple[np.ndarray, np.ndarray]],
           projection: list[float], width: int, height: int, fps: int, progress: ProgressFn) -> dict[str, Any]:
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    writer = _VideoWriter(root / VIDEO_NAME, fps, width, height)
     frames = []
-    try:
+    # near-lossless and single-threaded: the same seed must encode to the same bytes
+    with VideoWriter(root / VIDEO_NAME, fps, (width, height), preset="medium", crf=16, threads=1) as writer:
         for index, (eye, target) in enumerate(path):
             view = _gl_view(client, eye, target)
             rgb, seg = _render(client, view, projection, width, height)
-            writer.write(rgb)
+            writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
             mask, entries = _frame_objects(seg, bodies)
             mask_rel = f"masks/frame_{index:06d}.png"
             cv2.imwrite(str(root / mask_rel), mask)
@@ -566,8 +628,6 @@ def _film(client: BulletClient, bodies: list[_Body], root: Path, path: list[tupl
                            "eye": eye.tolist(), "target": target.tolist(), "mask": mask_rel,
                            "objects": entries})
             progress(index + 1, len(path), "rendering the sample")
-    finally:
-        writer.close()
     return {"codec": writer.codec, "frames": frames}
 
 
@@ -578,10 +638,12 @@ _GT_DOC = (
     "frames[i].world_from_camera: 4x4 camera-to-world, OpenCV camera axes (x right, y down, z forward). "
     "frames[i].objects: box_xyxy=[min col, min row, max col+1, max row+1] of the visible pixels and "
     "visible_pixels; frames[i].mask: PNG, uint8 pixel = gt_id of the object seen, 0 = background. "
-    "objects[j]: position = centre of the world AABB, size = AABB extents (pybullet collision AABB), "
+    "objects[j]: position = centre of the world AABB of the visual mesh, size = its extents, "
     "orientation_xyzw/urdf_position/world_from_object = URDF link pose (reload with loadURDF(urdf, "
     "urdf_position, orientation_xyzw, globalScaling=urdf_scale)); urdf 'pybullet_data/...' is relative to "
-    "pybullet_data.getDataPath(), 'assets/...' to this folder. table: top plane z=top_z, size along world "
+    "pybullet_data.getDataPath(), 'assets/...' to this folder; mass (kg) and rgba (null: the URDF's colour) "
+    "are applied over the URDF with changeDynamics/changeVisualShape. frames[i].eye/target: the camera's "
+    "centre and look-at point (world). table: top plane z=top_z, size along world "
     "x,y, world_from_table = TANGRAM table frame (origin table-top centre, x right and y away from the "
     "first camera, z up). relations: subject gt_id rests 'on' object (gt_id or 'table'), 'inside' for the "
     "tray, read from physics contacts after settling."

@@ -30,11 +30,14 @@ def _ffmpeg_exe() -> str | None:
 class VideoWriter:
     """Context manager; the file appears under its final name only once it is complete."""
 
-    def __init__(self, path: Path | str, fps: float, size: tuple[int, int], preset: str = "veryfast"):
+    def __init__(self, path: Path | str, fps: float, size: tuple[int, int], preset: str = "veryfast",
+                 crf: int = 23, threads: int | None = None):
         self.path = Path(path)
         self.fps = max(float(fps), 1.0)
         self.size = size  # (width, height)
         self.preset = preset  # x264 speed/size trade-off: "ultrafast" for previews made on the fly
+        self.crf = crf  # x264 quality: lower is better, 16 is near-lossless
+        self.threads = threads  # 1 makes the encoding byte-for-byte reproducible
         self.codec = "h264" if _ffmpeg_exe() else "mp4v"
         # ".mp4" stays last so ffmpeg and OpenCV pick the container from the name
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
@@ -58,7 +61,8 @@ class VideoWriter:
             "-s", f"{w}x{h}", "-r", f"{self.fps:g}", "-i", "-",
             # even sizes and yuv420p: what H.264 players expect
             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", self.preset,
-            "-crf", "23", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(self._tmp),
+            "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+            *(["-threads", str(self.threads)] if self.threads else []), "-movflags", "+faststart", "-f", "mp4", str(self._tmp),
         ]
 
     def write(self, frame: np.ndarray) -> None:
