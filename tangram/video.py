@@ -62,7 +62,8 @@ class VideoWriter:
             # even sizes and yuv420p: what H.264 players expect
             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", self.preset,
             "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-            *(["-threads", str(self.threads)] if self.threads else []), "-movflags", "+faststart", "-f", "mp4", str(self._tmp),
+            *(["-threads", str(self.threads)] if self.threads else []),
+            "-movflags", "+faststart", "-f", "mp4", str(self._tmp),
         ]
 
     def write(self, frame: np.ndarray) -> None:
