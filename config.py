@@ -55,13 +55,26 @@ class SegmentationConfig(_Section):
 class ReconstructionConfig(_Section):
     max_keyframes: int = Field(60, ge=3)
     min_keyframes: int = Field(5, ge=3)
+    # auto: sequential for videos and large image sets, exhaustive for <= exhaustive_max_images images
     matcher: Literal["auto", "sequential", "exhaustive"] = "auto"
     mapper: Literal["incremental", "global"] = "incremental"
-    camera_model: str = "SIMPLE_RADIAL"
-    # Known intrinsics (pixels) switch off focal/principal-point refinement in bundle adjustment.
+    camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"] = "SIMPLE_RADIAL"
+    # Known intrinsics (pixels, OpenCV convention: pixel centres at integers) switch off focal,
+    # principal-point and distortion refinement in bundle adjustment.
     intrinsics: list[float] | None = None  # [fx, fy, cx, cy]
-    max_image_size: int = Field(1600, ge=256)
+    max_image_size: int = Field(1600, ge=256)  # SIFT runs on images downscaled to this side
+    max_features: int = Field(8192, ge=256)  # SIFT features per image
     known_object_size: tuple[str, float] | None = None  # (class name, height in metres)
+    keyframe_min_motion: float = Field(0.03, gt=0.0)  # image-diagonal fractions between keyframes
+    static_threshold: float = Field(0.01, ge=0.0)  # below this largest image shift: a static camera
+    sequential_overlap: int = Field(10, ge=1)  # sequential matching: successors matched per image
+    exhaustive_max_images: int = Field(30, ge=2)
+    min_object_points: int = Field(8, ge=1)  # fewer supporting 3D points: position from rays (fallback)
+    # Tracks seen in fewer than this share of the tracked frames are detector noise, not objects.
+    min_track_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # Detections of these classes are the supporting furniture itself, not objects on it.
+    surface_classes: list[str] = ["dining table", "desk", "bed", "bench", "couch"]
+    seed: int = 0  # RANSAC and mapper seeds: the same input gives the same model
 
 
 class SceneGraphConfig(_Section):
@@ -84,6 +97,7 @@ class SimulationConfig(_Section):
     seed: int = 0
     record_video: bool = True
     video_size: tuple[int, int] = (640, 480)
+    video_fps: int = Field(12, ge=1, le=60)  # frames per simulated second; each 640x480 frame costs ~0.16 s
 
 
 class ThunderConfig(_Section):
@@ -96,10 +110,12 @@ class ThunderConfig(_Section):
     known_hosts_path: str = "~/.ssh/known_hosts"
     trust_on_first_use: bool = False  # record an unknown host key instead of refusing it
     remote_python: str = "/usr/bin/python3"  # absolute: remote PATH differs per user
+    remote_home: str = "~/.tangram"  # on the host: worker installs (venvs) and cached model weights
     price_per_hour: float = Field(0.0, ge=0.0)  # USD, for the cost figures in the manifest
     connect_timeout_s: float = Field(10.0, gt=0)
     command_timeout_s: float = Field(3600.0, gt=0)
-    retries: int = Field(2, ge=0)
+    retries: int = Field(2, ge=0)  # extra attempts after a transient failure (connection, transfer)
+    retry_backoff_s: float = Field(1.0, ge=0.0)  # wait before retry n: backoff * 2**(n-1)
     offload: Literal["auto", "always", "never"] = "auto"
     gpu_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)
 

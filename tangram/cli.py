@@ -66,6 +66,10 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", choices=["auto", "llm", "offline"], help="planner (default auto)")
     p.add_argument("--llm-model", help="model name on the OpenAI-compatible server")
     p.add_argument("--llm-base-url", help="OpenAI-compatible server URL (default: OpenAI)")
+    p.add_argument("--seed", type=int, help="simulation seed (default 0): the same seed replays the same run")
+    p.add_argument("--sim-gui", action="store_true",
+                   help="show the pybullet simulation in a window (needs a display); default headless")
+    p.add_argument("--no-video", action="store_true", help="do not record the simulation video")
     p.add_argument("--device", help="torch device for tracking and SAM: cpu, cuda, cuda:1")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO; also TANGRAM_LOG_LEVEL)")
     p.add_argument("--version", action="version", version=f"tangram {__version__}")
@@ -83,6 +87,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                          "device": args.device},
         "planning": {"task": args.task, "planner": args.planner, "model": args.llm_model,
                      "base_url": args.llm_base_url},
+        "simulation": {"seed": args.seed, "gui": True if args.sim_gui else None,
+                       "record_video": False if args.no_video else None},
         "thunder": {"offload": args.offload},
     }
 

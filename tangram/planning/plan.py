@@ -1,0 +1,108 @@
+"""Choose and run a planner for a task on a scene; the result is planning/plan.json's content.
+
+planner = "auto": the LLM when a key or server is configured, else (or when it gives no valid plan
+within the retries) the offline A* planner. "llm": the LLM only (no fallback: a failure fails the
+stage). "offline": the offline planner only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from config import PlanningConfig
+from tangram.errors import StageFailed
+from tangram.planning.actions import Action
+from tangram.planning.goals import Goal
+from tangram.planning.llm import plan_with_llm, resolve_llm
+from tangram.planning.search import PlanningFailed, plan_offline
+from tangram.planning.tasks import TaskNotUnderstood, default_task, parse_task
+from tangram.planning.validate import validate_plan
+from tangram.planning.world import World
+
+log = logging.getLogger("tangram.planning")
+
+PLAN_FORMAT = "tangram.plan/1"
+OFFLINE_BACKEND = "offline:astar"
+
+
+def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dict[str, Any]:
+    task_text = task or cfg.task
+    source = "given" if task_text else "default"
+    task_text = task_text or default_task(world)
+    goal, goal_error = _parse(task_text, world)
+    out: dict[str, Any] = {
+        "format": PLAN_FORMAT,
+        "task": task_text,
+        "task_source": source,
+        "goal": goal.to_json(world) if goal else None,
+        "goal_error": goal_error,
+        "robot_base": [round(v, 4) for v in world.robot_base],
+        "planner": None,
+        "fallback_reason": None,
+        "llm": None,
+        "raw_llm_reply": None,
+        "offline": None,
+    }
+    actions = _try_llm(world, cfg, task_text, goal, out)
+    if actions is None:
+        actions = _run_offline(world, goal, goal_error, out)
+    validation = validate_plan(world, actions, goal)
+    if not validation.valid:  # the offline planner's own output must always pass; an LLM plan did
+        raise StageFailed("the final plan failed validation: " + "; ".join(validation.errors))
+    out["validation"] = validation.to_json()
+    out["actions"] = [a.to_json() for a in actions]
+    return out
+
+
+def _parse(task: str, world: World) -> tuple[Goal | None, str | None]:
+    try:
+        return parse_task(task, world), None
+    except TaskNotUnderstood as exc:
+        return None, str(exc)
+
+
+def _try_llm(
+    world: World, cfg: PlanningConfig, task: str, goal: Goal | None, out: dict[str, Any]
+) -> list[Action] | None:
+    if cfg.planner == "offline":
+        return None
+    settings = resolve_llm(cfg)
+    if settings is None:
+        if cfg.planner == "llm":
+            raise StageFailed("planner 'llm' needs an API key (OPENAI_API_KEY) or a server (OPENAI_BASE_URL)")
+        out["fallback_reason"] = "no LLM configured (no API key or base URL)"
+        return None
+    log.info("asking %s at %s for a plan", settings.model, settings.public()["base_url"])
+    result = plan_with_llm(world, task, goal, settings)
+    out["llm"] = result.to_json()
+    replies = [a["raw_reply"] for a in result.attempts if "raw_reply" in a]
+    out["raw_llm_reply"] = replies[-1] if replies else None
+    if result.actions is not None:
+        out["planner"] = f"llm:{settings.model}"
+        return result.actions
+    if cfg.planner == "llm":
+        raise StageFailed(result.error or "the LLM gave no valid plan")
+    out["fallback_reason"] = result.error
+    log.warning("LLM planning failed (%s); the offline planner takes over", result.error)
+    return None
+
+
+def _run_offline(
+    world: World, goal: Goal | None, goal_error: str | None, out: dict[str, Any]
+) -> list[Action]:
+    if goal is None:
+        raise StageFailed(goal_error or "the task could not be understood")
+    try:
+        search = plan_offline(world, goal)
+    except PlanningFailed as exc:
+        raise StageFailed(str(exc)) from exc
+    out["planner"] = OFFLINE_BACKEND
+    out["offline"] = {
+        "algorithm": "A* over a STRIPS-style symbolic state (pick/place_on/place_in/place_at/push), "
+        "unit action costs, heuristic: picks and places still needed",
+        "expansions": search.expansions,
+        "seconds": round(search.seconds, 4),
+        "already_satisfied": search.already_satisfied,
+    }
+    return search.actions

@@ -1,0 +1,345 @@
+"""The planner's view of a scene graph: objects as boxes on a table, what each class affords, where
+the robot stands and what it can reach.
+
+Planning, validation and the simulator all read the scene through `World`, so the symbolic checks
+(reach, fit, free space) and the physics use the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from tangram.errors import StageFailed
+from tangram.fileio import read_json
+
+# Classes that hold other objects (COCO has "bowl"; the rest are common open-vocabulary names).
+CONTAINER_CLASSES = frozenset({"bowl", "tray", "basket", "bin", "crate", "container", "pot"})
+# Classes whose top is not a flat support: nothing can be stacked on them.
+NOT_FLAT_TOP = frozenset(
+    {
+        "sports ball",
+        "ball",
+        "apple",
+        "orange",
+        "teddy bear",
+        "banana",
+        "cup",
+        "mug",
+        "bottle",
+        "wine glass",
+        "vase",
+        "broccoli",
+        "donut",
+        "bowl",
+        "tray",
+        "basket",
+    }
+)
+ROUND_CLASSES = frozenset({"sports ball", "ball", "apple", "orange"})
+# Classes with no stable upright pose worth checking: they may lie down wherever they are put.
+MAY_TOPPLE = ROUND_CLASSES | {"teddy bear", "banana"}
+
+# The Panda hand opens to 8 cm; leave room for the fingers to slide past the object.
+MAX_GRASP_WIDTH = 0.077
+# A box is an upper bound of an object's sections: irregular objects (a teddy's neck, a mug's body
+# beside its handle) may be held where they are narrower. The simulator measures the real section.
+IRREGULAR_CLASSES = frozenset({"teddy bear", "cup", "mug", "banana", "bottle", "vase", "wine glass"})
+MAX_IRREGULAR_BOX = 0.14
+MIN_GRASP_HEIGHT = 0.02
+# Top-down reach of the Panda's grasp frame, measured with its IK (see tangram/sim/robot.py).
+REACH_MIN = 0.30  # closer, a top-down grasp at table height folds the elbow into itself
+REACH_MAX = 0.78
+MAX_WORK_HEIGHT = 0.40  # highest point a held object may be lifted to, above the table
+ROBOT_SETBACK = 0.15  # the robot may stand up to this far outside the table edge, on a pedestal
+BASE_CLEARANCE = 0.14  # free radius around the robot's base axis (its footprint plus a margin)
+TRAY_WALL = 0.025  # room kept from a container's rim when placing into it
+PLACE_MARGIN = 0.02  # gap kept between placed objects (the grip shifts objects by a few mm)
+
+
+@dataclass(frozen=True)
+class Rect:
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.xmin + self.xmax) / 2, (self.ymin + self.ymax) / 2)
+
+    def grow(self, d: float) -> Rect:
+        return Rect(self.xmin - d, self.ymin - d, self.xmax + d, self.ymax + d)
+
+    def overlaps(self, other: Rect) -> bool:
+        return not (
+            self.xmax <= other.xmin
+            or other.xmax <= self.xmin
+            or self.ymax <= other.ymin
+            or other.ymax <= self.ymin
+        )
+
+    def contains(self, other: Rect) -> bool:
+        return (
+            self.xmin <= other.xmin
+            and self.ymin <= other.ymin
+            and other.xmax <= self.xmax
+            and other.ymax <= self.ymax
+        )
+
+    @staticmethod
+    def around(x: float, y: float, hx: float, hy: float) -> Rect:
+        return Rect(x - hx, y - hy, x + hx, y + hy)
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    id: int
+    class_name: str
+    position: tuple[float, float, float]  # box centre, table frame, metres
+    size: tuple[float, float, float]  # box extents along its own axes
+    yaw: float = 0.0
+    color: tuple[int, int, int] = (160, 160, 160)
+    support: int | str = "table"  # what it rests on ("table" or an object id)
+    inside: bool = False  # rests inside `support`, a container
+
+    @property
+    def half_xy(self) -> tuple[float, float]:
+        """Half extents of the axis-aligned footprint of the (yawed) box."""
+        return self.half_in(0.0)
+
+    def half_in(self, frame_yaw: float) -> tuple[float, float]:
+        """Half extents of the footprint's bounding rectangle in a frame turned by `frame_yaw`."""
+        c, s = abs(math.cos(self.yaw - frame_yaw)), abs(math.sin(self.yaw - frame_yaw))
+        dx, dy = self.size[0], self.size[1]
+        return (c * dx + s * dy) / 2, (s * dx + c * dy) / 2
+
+    @property
+    def height(self) -> float:
+        return self.size[2]
+
+    @property
+    def is_container(self) -> bool:
+        return self.class_name in CONTAINER_CLASSES
+
+    @property
+    def flat_top(self) -> bool:
+        return self.class_name not in NOT_FLAT_TOP
+
+    @property
+    def round(self) -> bool:
+        return self.class_name in ROUND_CLASSES
+
+    @property
+    def grasp_width(self) -> float:
+        """The fingers close across the box's narrower horizontal side."""
+        return min(self.size[0], self.size[1])
+
+    @property
+    def grasp_limit(self) -> float:
+        return MAX_IRREGULAR_BOX if self.class_name in IRREGULAR_CLASSES else MAX_GRASP_WIDTH
+
+    def graspable(self) -> tuple[bool, str]:
+        if self.is_container and max(self.size[0], self.size[1]) > MAX_GRASP_WIDTH:
+            return False, f"{self.label} is a container too wide for the gripper"
+        if self.grasp_width > self.grasp_limit:
+            return False, (
+                f"{self.label} is {self.grasp_width * 100:.1f} cm across at its narrowest; "
+                f"the gripper opens to {MAX_GRASP_WIDTH * 100:.1f} cm"
+            )
+        if self.height < MIN_GRASP_HEIGHT:
+            return False, f"{self.label} is too flat to grasp ({self.height * 100:.1f} cm)"
+        return True, ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.class_name} {self.id}"
+
+
+@dataclass
+class World:
+    objects: dict[int, SceneObject]
+    table_size: tuple[float, float]
+    table_center: tuple[float, float] = (0.0, 0.0)
+    robot_base: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))  # x, y, yaw
+    reach: tuple[float, float] = (REACH_MIN, REACH_MAX)  # planning band; execution may try a wider one
+
+    def __post_init__(self) -> None:
+        if self.robot_base == (0.0, 0.0, 0.0):
+            self.robot_base = place_robot(self)
+
+    @property
+    def table_rect(self) -> Rect:
+        cx, cy = self.table_center
+        return Rect.around(cx, cy, self.table_size[0] / 2, self.table_size[1] / 2)
+
+    def reach_distance(self, x: float, y: float) -> float:
+        return math.hypot(x - self.robot_base[0], y - self.robot_base[1])
+
+    def reachable(self, x: float, y: float) -> bool:
+        return self.reach[0] <= self.reach_distance(x, y) <= self.reach[1]
+
+    def containers(self) -> list[int]:
+        return sorted(i for i, o in self.objects.items() if o.is_container)
+
+    def describe(self, obj_id: int | str) -> str:
+        if obj_id == "table":
+            return "the table"
+        obj = self.objects.get(obj_id)  # type: ignore[arg-type]
+        return obj.label if obj else f"object {obj_id}"
+
+
+def place_robot(world: World) -> tuple[float, float, float]:
+    """Mount the robot at the table's edge, or nearer the objects when the edge is out of reach.
+
+    Grid search (2 cm) over the table top and a band just outside its edge for the base position
+    that minimises the farthest object, with every object in front of the base (the arm works
+    forward, as from a table edge) and clear of the base's footprint. Positions at the edge win
+    whenever every object is in reach from one of them; otherwise the base stands on the table top
+    at the edge of the objects' workspace. It faces the objects' centroid. With no objects, it
+    stands behind the middle of the far (+y) edge.
+    """
+    cx = world.table_center[0]
+    table = world.table_rect
+    if not world.objects:
+        return cx, table.ymax + ROBOT_SETBACK, -math.pi / 2
+    pts = np.array([o.position[:2] for o in world.objects.values()])
+    radii = np.array([max(o.half_xy) for o in world.objects.values()])
+    area = table.grow(ROBOT_SETBACK)
+    xs = np.arange(area.xmin, area.xmax + 1e-9, 0.02)
+    ys = np.arange(area.ymin, area.ymax + 1e-9, 0.02)
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    cand = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    centroid = pts.mean(axis=0)
+    fwd = centroid - cand
+    fwd /= np.maximum(np.linalg.norm(fwd, axis=1, keepdims=True), 1e-9)
+    rel = pts[None, :, :] - cand[:, None, :]  # candidate x object x 2
+    dist = np.linalg.norm(rel, axis=2)
+    ahead = np.einsum("cok,ck->co", rel, fwd)
+    ok = ((dist - radii[None, :] >= BASE_CLEARANCE) & (ahead >= 0.05)).all(axis=1)
+    far = dist.max(axis=1)
+    # distance inside the table from its nearest edge (negative outside): prefer standing at the edge
+    inset = np.minimum.reduce(
+        [cand[:, 0] - table.xmin, table.xmax - cand[:, 0], cand[:, 1] - table.ymin, table.ymax - cand[:, 1]]
+    )
+    # keep 4 cm inside the reach band at both ends: objects shift a little when others are handled
+    cost = (
+        far
+        + 10 * np.maximum(REACH_MIN + 0.04 - dist.min(axis=1), 0.0)
+        + 100 * (~ok)
+        + 10 * np.maximum(far - (REACH_MAX - 0.04), 0.0)
+        + 0.5 * (inset > 0.05)
+    )
+    best = int(np.argmin(cost))  # first minimum in grid order: deterministic
+    bx, by = cand[best]
+    return float(bx), float(by), float(math.atan2(centroid[1] - by, centroid[0] - bx))
+
+
+def world_from_scene_graph(data: dict[str, Any]) -> World:
+    """Build the World from scene_graph.json's node-link data (see the scene-graph format)."""
+    try:
+        graph = nx.node_link_graph(data, edges="edges", multigraph=True, directed=True)
+    except Exception as exc:  # networkx raises KeyError/TypeError/NetworkXError on malformed data
+        raise StageFailed(f"scene graph is not node-link data: {exc}") from exc
+    table = graph.nodes.get("table")
+    if table is None:
+        raise StageFailed("scene graph has no 'table' node")
+    size = table.get("size") or [1.0, 1.0]
+    pos = table.get("position") or [0.0, 0.0, 0.0]
+    supports = _supports(graph)
+    objects: dict[int, SceneObject] = {}
+    for node, attrs in graph.nodes(data=True):
+        if attrs.get("kind") != "object":
+            continue
+        try:
+            obj_id = int(node)
+            objects[obj_id] = SceneObject(
+                id=obj_id,
+                class_name=str(attrs["class_name"]),
+                position=tuple(float(v) for v in attrs["position"]),  # type: ignore[arg-type]
+                size=tuple(max(float(v), 0.005) for v in attrs["size"]),  # type: ignore[arg-type]
+                yaw=float(attrs.get("yaw", 0.0) or 0.0),
+                color=tuple(int(v) for v in (attrs.get("color") or (160, 160, 160))[:3]),  # type: ignore[arg-type]
+                support=supports.get(obj_id, ("table", False))[0],
+                inside=supports.get(obj_id, ("table", False))[1],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StageFailed(f"scene-graph node {node!r} is malformed: {exc}") from exc
+    return World(
+        objects=objects,
+        table_size=(float(size[0]), float(size[1])),
+        table_center=(float(pos[0]), float(pos[1])),
+    )
+
+
+def _supports(graph: nx.MultiDiGraph) -> dict[int, tuple[int | str, bool]]:
+    """What each object rests on: an 'inside' edge wins over 'on', which wins over the node's field."""
+    found: dict[int, tuple[int | str, bool]] = {}
+    for u, v, rel in graph.edges(data="relation"):
+        if not isinstance(u, int) or u == v:
+            continue
+        target: int | str = v if isinstance(v, int) else "table"
+        if rel == "inside":
+            found[u] = (target, True)
+        elif rel in ("on", "supported_by") and not found.get(u, (None, False))[1]:
+            found[u] = (target, False)
+    for node, attrs in graph.nodes(data=True):
+        if isinstance(node, int) and node not in found:
+            sup = attrs.get("support")
+            found[node] = (
+                (sup, False) if isinstance(sup, int) and sup in graph and sup != node else ("table", False)
+            )
+    return found
+
+
+def load_world(path: Path) -> tuple[World, dict[str, Any]]:
+    if not path.is_file():
+        raise StageFailed(f"scene graph not found: {path}")
+    try:
+        data = read_json(path)
+    except ValueError as exc:
+        raise StageFailed(f"scene graph {path.name} is not valid JSON: {exc}") from exc
+    return world_from_scene_graph(data), data
+
+
+def scene_graph_from_objects(
+    objects: list[dict[str, Any]], table_size: tuple[float, float] = (1.0, 0.8)
+) -> dict[str, Any]:
+    """Scene-graph node-link data from plain object descriptions, for tests, the bench and demos.
+
+    Each object: {"id", "class_name", "position" or "xy" (centre on the table), "size", optional
+    "yaw", "color", "on" (id of what it rests on), "inside" (container id)}. z is derived from the
+    support's top when only "xy" is given. Relations other than on/inside are not computed here.
+    """
+    graph = nx.MultiDiGraph()
+    graph.add_node("table", kind="table", size=list(table_size), position=[0.0, 0.0, 0.0])
+    tops: dict[int | str, float] = {"table": 0.0}
+    for obj in objects:
+        oid = int(obj["id"])
+        size = [float(v) for v in obj["size"]]
+        support = obj.get("inside", obj.get("on", "table"))
+        bottom = tops.get(support, 0.0) + (0.01 if "inside" in obj else 0.0)
+        if "position" in obj:
+            pos = [float(v) for v in obj["position"]]
+        else:
+            pos = [float(obj["xy"][0]), float(obj["xy"][1]), bottom + size[2] / 2]
+        tops[oid] = pos[2] + size[2] / 2
+        graph.add_node(
+            oid,
+            kind="object",
+            class_name=obj["class_name"],
+            position=pos,
+            size=size,
+            yaw=float(obj.get("yaw", 0.0)),
+            color=list(obj.get("color", [160, 160, 160])),
+            confidence=1.0,
+            support=support if isinstance(support, int) else 0,
+            observations=1,
+        )
+        graph.add_edge(oid, support, relation="inside" if "inside" in obj else "on")
+    return nx.node_link_data(graph, edges="edges")

@@ -1,0 +1,229 @@
+"""Run a plan in pybullet and write simulation/: result.json, execution.mp4, keyframes/*.png.
+
+result.json: {"format": "tangram.sim/1", "engine", "mode" (direct|gui), "seed", "planner", "task",
+"robot": {"model", "base": [x, y, yaw], "mount"}, "objects": {id: {"class_name", "shape"}},
+"actions": [{"index", "action", "success", "reason", "checks", "sim_seconds", "wall_seconds"}],
+"success", "failure_reason", "final_poses": {id: {"position", "yaw", "tilt_deg", "aabb_min",
+"aabb_max"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
+parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes": [...], "timing"}.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pybullet as p
+from pybullet_utils.bullet_client import BulletClient
+
+from config import SimulationConfig
+from tangram.errors import StageFailed
+from tangram.planning.actions import ActionParseError, parse_plan
+from tangram.planning.symbolic import initial_state
+from tangram.planning.tasks import TaskNotUnderstood, parse_task
+from tangram.planning.world import World
+from tangram.sim.executor import Executor
+from tangram.sim.robot import PandaArm
+from tangram.sim.scene import SceneBuilder
+from tangram.sim.video import Camera, Recorder
+
+SIM_FORMAT = "tangram.sim/1"
+TIME_STEP = 1.0 / 240.0
+ProgressFn = Callable[[float, float | None, str], None]
+
+
+def _connect(gui: bool) -> tuple[BulletClient, str]:
+    if gui and os.environ.get("DISPLAY"):
+        try:
+            return BulletClient(connection_mode=p.GUI), "gui"
+        except Exception:
+            pass
+    return BulletClient(connection_mode=p.DIRECT), "direct"
+
+
+def simulate(
+    world: World,
+    plan: dict[str, Any],
+    cfg: SimulationConfig,
+    out_dir: Path,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Execute plan["actions"] on the rebuilt scene; writes artefacts into out_dir, returns result.json."""
+    try:
+        actions = parse_plan(plan.get("actions"))
+    except ActionParseError as exc:
+        raise StageFailed(f"plan.json holds an invalid action list: {exc}") from exc
+    report = progress or (lambda *a: None)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    t_start = time.perf_counter()
+    client, mode = _connect(cfg.gui)
+    work = Path(tempfile.mkdtemp(prefix="tangram-sim-"))
+    recorder: Recorder | None = None
+    try:
+        client.setGravity(0, 0, -9.81)
+        client.setPhysicsEngineParameter(
+            fixedTimeStep=TIME_STEP, numSolverIterations=80, deterministicOverlappingPairs=1
+        )
+        builder = SceneBuilder(client, work)
+        table = builder.table(world)
+        bx, by, byaw = world.robot_base
+        mount = (
+            "table top" if world.table_rect.contains(world.table_rect.around(bx, by, 0, 0)) else "pedestal"
+        )
+        if mount == "pedestal":
+            builder.pedestal(bx, by)
+        sims = {oid: builder.add(obj) for oid, obj in sorted(world.objects.items())}
+        steps = [0]
+        hooks: list[Callable[[int], None]] = []
+
+        def step(n: int) -> None:
+            for _ in range(n):
+                client.stepSimulation()
+                steps[0] += 1
+                for hook in hooks:
+                    hook(1)
+                if mode == "gui":  # real time, so a person can follow it in the window
+                    time.sleep(TIME_STEP)
+
+        arm = PandaArm(client, (bx, by), byaw, 0.0, step)
+        executor = Executor(client, world, sims, arm, table, initial_state(world), steps)
+        executor.settle(max_steps=480)  # the scene graph's boxes rarely rest exactly: let them settle
+        executor.resync()  # and plan spots from where they came to rest
+        camera = Camera(client, _workspace_centre(world), (bx, by), tuple(cfg.video_size))
+        video_path = out_dir / "execution.mp4" if cfg.record_video else None
+        recorder = Recorder(camera, video_path, cfg.video_fps)
+        hooks.append(recorder.on_steps)
+        keyframes = [_keyframe(recorder, out_dir, 0, "initial scene")]
+        outcomes = []
+        for i, action in enumerate(actions):
+            report(i, len(actions), f"action {i + 1}/{len(actions)}: {action}")
+            outcome = executor.run(i, action)
+            outcomes.append(outcome)
+            status = "ok" if outcome.success else "FAILED"
+            keyframes.append(_keyframe(recorder, out_dir, i + 1, f"{i + 1}. {action} {status}"))
+            if not outcome.success:
+                break
+        report(len(actions), len(actions), "done")
+        return _result(
+            world,
+            plan,
+            cfg,
+            mode,
+            mount,
+            sims,
+            executor,
+            outcomes,
+            actions,
+            recorder,
+            keyframes,
+            time.perf_counter() - t_start,
+        )
+    finally:
+        if recorder is not None:
+            recorder.close()
+        client.disconnect()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _workspace_centre(world: World) -> tuple[float, float, float]:
+    pts = [o.position[:2] for o in world.objects.values()] or [world.table_center]
+    x, y = np.mean(pts, axis=0)
+    bx, by, _ = world.robot_base
+    return (float(x + bx) / 2 * 0.6 + float(x) * 0.4, float(y + by) / 2 * 0.6 + float(y) * 0.4, 0.05)
+
+
+def _keyframe(recorder: Recorder, out_dir: Path, index: int, caption: str) -> str:
+    rel = f"keyframes/{index:02d}.png"
+    recorder.keyframe(out_dir / rel, caption)
+    return rel
+
+
+def _final_poses(executor: Executor) -> dict[str, Any]:
+    out = {}
+    for oid in sorted(executor.objects):
+        pos, yaw, tilt = executor.pose(oid)
+        lo, hi = executor.aabb(oid)
+        out[str(oid)] = {
+            "position": [round(float(v), 4) for v in pos],
+            "yaw": round(yaw, 4),
+            "tilt_deg": round(math.degrees(tilt), 1),
+            "aabb_min": [round(float(v), 4) for v in lo],
+            "aabb_max": [round(float(v), 4) for v in hi],
+        }
+    return out
+
+
+def _goal_check(world: World, plan: dict[str, Any], executor: Executor) -> bool | None:
+    try:
+        goal = parse_task(plan.get("task") or "", world)
+    except TaskNotUnderstood:
+        return None
+    return goal.satisfied(executor.state)
+
+
+def _result(
+    world: World,
+    plan: dict[str, Any],
+    cfg: SimulationConfig,
+    mode: str,
+    mount: str,
+    sims: dict,
+    executor: Executor,
+    outcomes: list,
+    actions: list,
+    recorder: Recorder,
+    keyframes: list[str],
+    seconds: float,
+) -> dict[str, Any]:
+    failed = next((o for o in outcomes if not o.success), None)
+    done = len(outcomes) == len(actions) and failed is None
+    sim_seconds = sum(o.sim_seconds for o in outcomes)
+    return {
+        "format": SIM_FORMAT,
+        "engine": f"pybullet {p.getAPIVersion()}",
+        "mode": mode,
+        "seed": cfg.seed,
+        "planner": plan.get("planner"),
+        "task": plan.get("task"),
+        "robot": {
+            "model": "franka_panda (pybullet_data)",
+            "base": [round(v, 4) for v in world.robot_base],
+            "mount": mount,
+        },
+        "objects": {str(k): {"class_name": s.obj.class_name, "shape": s.shape} for k, s in sims.items()},
+        "actions": [o.to_json() for o in outcomes],
+        "success": done,
+        "failure_reason": None
+        if done
+        else (
+            f"action {failed.index + 1} {failed.action['action']}: {failed.reason}"
+            if failed
+            else "not all actions ran"
+        ),
+        "goal_satisfied": _goal_check(world, plan, executor),
+        "final_poses": _final_poses(executor),
+        "video": None
+        if recorder.writer is None
+        else {
+            "path": "execution.mp4",
+            "codec": recorder.codec,
+            "frames": recorder.frames,
+            "fps": cfg.video_fps,
+            "size": list(cfg.video_size),
+        },
+        "keyframes": keyframes,
+        "timing": {
+            "wall_seconds": round(seconds, 3),
+            "sim_seconds": round(sim_seconds, 3),
+            "wall_per_action": round(seconds / max(len(outcomes), 1), 3),
+        },
+    }
