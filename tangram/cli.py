@@ -62,6 +62,11 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-model", choices=["vit_b", "vit_l", "vit_h"], help="SAM model size")
     p.add_argument("--sam-checkpoint", help="path to a SAM checkpoint (.pth)")
     p.add_argument("--keyframe-stride", type=int, help="segment every N-th tracked frame (default 10)")
+    p.add_argument("--intrinsics", type=_floats(4), metavar="FX,FY,CX,CY",
+                   help="known camera intrinsics in pixels: COLMAP then keeps them fixed")
+    p.add_argument("--known-size", type=_known_size, metavar="CLASS:METRES",
+                   help="metric scale from a known object size, e.g. 'cup:0.095' (default: class size priors)")
+    p.add_argument("--mapper", choices=["incremental", "global"], help="COLMAP mapper (default incremental)")
     p.add_argument("--task", help='task for the planner, e.g. "put the cup in the bowl"')
     p.add_argument("--planner", choices=["auto", "llm", "offline"], help="planner (default auto)")
     p.add_argument("--llm-model", help="model name on the OpenAI-compatible server")
@@ -76,6 +81,27 @@ def build_run_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _floats(count: int):
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}") from None
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+def _known_size(text: str) -> tuple[str, float]:
+    name, _, size = text.rpartition(":")
+    try:
+        return name.strip(), float(size)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CLASS:METRES such as cup:0.095, got {text!r}") from None
+
+
 def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Flags that were given, as config layers; None means 'not given'."""
     return {
@@ -85,6 +111,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "segmentation": {"backend": args.segmenter, "sam_model": args.sam_model,
                          "sam_checkpoint": args.sam_checkpoint, "keyframe_stride": args.keyframe_stride,
                          "device": args.device},
+        "reconstruction": {"intrinsics": args.intrinsics, "known_object_size": args.known_size,
+                           "mapper": args.mapper},
         "planning": {"task": args.task, "planner": args.planner, "model": args.llm_model,
                      "base_url": args.llm_base_url},
         "simulation": {"seed": args.seed, "gui": True if args.sim_gui else None,

@@ -11,7 +11,7 @@ fraction of the image, there is no parallax to triangulate from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import cv2
@@ -162,10 +162,3 @@ def _sharpest(stats: FrameStats, window: np.ndarray, preferred: set[int]) -> int
     liked = [int(w) for w in window if stats.indices[w] in preferred and stats.sharpness[w] >= 0.8 * best]
     pick = max(liked, key=lambda w: stats.sharpness[w]) if liked else int(window[int(np.argmax(sharp))])
     return stats.indices[pick]
-
-
-def strided(frames: Iterator[tuple[int, np.ndarray]], stride: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Every stride-th frame of a sequence."""
-    for pos, item in enumerate(frames):
-        if pos % stride == 0:
-            yield item

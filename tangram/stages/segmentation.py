@@ -90,6 +90,7 @@ class GrabCutSegmenter:
     """OpenCV GrabCut seeded by each box: outside the box is background, inside is unknown."""
 
     backend = "grabcut"
+    WORK_SIZE = 512
 
     def __init__(self, iterations: int):
         self.iterations = iterations
@@ -100,18 +101,25 @@ class GrabCutSegmenter:
     def _one(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
         x1, y1, x2, y2 = np.clip(np.round(box).astype(int), 0, [w - 1, h - 1, w, h])
-        # work on a crop with a margin: GrabCut's cost grows with the image, not the box
-        margin = max(8, int(0.15 * max(x2 - x1, y2 - y1)))
-        cx1, cy1, cx2, cy2 = max(0, x1 - margin), max(0, y1 - margin), min(w, x2 + margin), min(h, y2 + margin)
-        crop = frame[cy1:cy2, cx1:cx2]
         full = np.zeros((h, w), bool)
         if x2 - x1 < 2 or y2 - y1 < 2:
             return full
-        mask = np.zeros(crop.shape[:2], np.uint8)
-        rect = (x1 - cx1, y1 - cy1, x2 - x1, y2 - y1)
+        # A crop with a margin, at most WORK_SIZE pixels on its long side: GrabCut's cost grows with
+        # the pixels it sees, and its colour models need no more detail than that.
+        margin = max(8, int(0.15 * max(x2 - x1, y2 - y1)))
+        cx1, cy1 = max(0, x1 - margin), max(0, y1 - margin)
+        cx2, cy2 = min(w, x2 + margin), min(h, y2 + margin)
+        crop = frame[cy1:cy2, cx1:cx2]
+        scale = min(1.0, self.WORK_SIZE / max(crop.shape[:2]))
+        small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
+        mask = np.zeros(small.shape[:2], np.uint8)
+        rect = tuple(int(round(v * scale)) for v in (x1 - cx1, y1 - cy1, x2 - x1, y2 - y1))
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(crop, mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
-        full[cy1:cy2, cx1:cx2] = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+        cv2.grabCut(small, mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+        fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8) * 255
+        if scale < 1:
+            fg = cv2.resize(fg, (cx2 - cx1, cy2 - cy1), interpolation=cv2.INTER_LINEAR)
+        full[cy1:cy2, cx1:cx2] = fg > 127
         return full
 
 

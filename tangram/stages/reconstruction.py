@@ -1,0 +1,443 @@
+"""Stage `reconstruction`: keyframes -> COLMAP sparse model -> metric table frame -> objects in 3D.
+
+Steps: pick keyframes (enough image motion between them, the sharpest of each step, capped; see
+`tangram.geometry.keyframes`), run pycolmap (SIFT, sequential or exhaustive matching, incremental or
+global mapping, the largest model), find the table plane under the tracked objects, turn the model
+into the table frame (x right, y away from the first camera, z up, table top z = 0, origin where
+the camera's lines of sight meet the table, else the centre of the visible table top), lift every
+track to 3D, estimate metric scale, write artefacts.
+
+Artefacts in `reconstruction/`:
+- `sparse/`: the COLMAP model (binary cameras.bin, images.bin, points3D.bin...) in the metric table
+  frame; `images/`: the keyframes it was built from.
+- `cameras.json`: {"intrinsics": {model, width, height, params, fx, fy, cx, cy}, "frames":
+  [{frame_index, image, world_from_camera 4x4}], "table_from_world": 4x4 (identity: the world IS
+  the metric table frame), "sfm_from_world": 4x4 similarity back to COLMAP's raw frame, "scale":
+  {method, metres_per_unit, uncertainty, evidence}, "table": {plane, size, ...}}.
+- `points.ply`: the coloured sparse cloud (table frame, metres).
+- `objects.json`: {"objects": [{track_id, class_name, centroid, box: {center, size, yaw}, support,
+  fallback, method, views, color, confidence, observations}]}.
+- `stats.json`: frames analysed/selected/registered, 3D points, reprojection error, timings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from config import ReconstructionConfig, TangramConfig
+from tangram.errors import StageFailed, TangramError
+from tangram.fileio import write_json
+from tangram.geometry import keyframes as kf
+from tangram.geometry.camera import Intrinsics, View
+from tangram.geometry.export import write_ply
+from tangram.geometry.lifting import Object3D, PointCloud, lift_objects
+from tangram.geometry.observations import (
+    Observations,
+    drop_tracks,
+    ensure_tracks,
+    load_observations,
+    object_colour,
+)
+from tangram.geometry.plane import TableFrame
+from tangram.geometry.scale import ScaleEstimate, estimate_scale
+from tangram.geometry.table import TableEstimate, estimate_table
+from tangram.media import FrameSource, frame_name, open_media
+from tangram.stages.base import StageContext, StageOutcome, StageSpec
+
+MAX_ANALYSED_FRAMES = 400  # longer videos are analysed at a stride
+STEPS = 7
+
+
+@dataclass
+class KeyframePlan:
+    frames: list[int]
+    matcher: str
+    analysed: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run(ctx: StageContext) -> StageOutcome:
+    cfg = ctx.config.reconstruction
+    started = time.perf_counter()
+    source = open_media(ctx.input_path)
+    obs = load_observations(ctx.upstream.get("tracking"), ctx.upstream.get("segmentation"))
+    ensure_tracks(obs)
+    ignored = select_tracks(obs, cfg)
+    ctx.progress(0, STEPS, "choosing keyframes")
+    plan = plan_keyframes(source, cfg, obs.mask_frames)
+    images = write_keyframes(source, plan.frames, ctx.out_dir / "images")
+    ctx.progress(1, STEPS, f"structure from motion on {len(images)} keyframes")
+    sfm = _run_sfm(ctx, cfg, plan, images)
+    model = read_model(sfm.reconstruction)
+    ctx.progress(4, STEPS, "finding the table plane")
+    table = estimate_table(model.views, model.cloud, obs, min(model.views))
+    if table is None:
+        raise StageFailed(
+            "no supporting surface found: the 3D points show no plane with the cameras above it"
+        )
+    ctx.progress(5, STEPS, "placing objects in 3D")
+    objects, scale = place_objects(model, table, obs, cfg)
+    metric = table.frame.rescaled(scale.metres_per_unit)
+    _to_table_frame(sfm.reconstruction, metric)
+    ctx.progress(6, STEPS, "writing the model")
+    summary = write_outputs(
+        ctx.out_dir, sfm, plan, model, table, metric, scale, objects, obs, images, ignored
+    )
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    ctx.progress(STEPS, STEPS, "done")
+    return StageOutcome(backend=f"pycolmap:{plan.matcher}+{cfg.mapper}", summary=summary)
+
+
+# --- tracks ------------------------------------------------------------------------------------------
+
+
+def select_tracks(obs: Observations, cfg: ReconstructionConfig) -> list[dict[str, Any]]:
+    """Drop tracks that are not objects on the table; returns what was dropped and why.
+
+    Short tracks (a few frames of a long video) are mostly detector noise; detections of furniture
+    classes ("dining table") are the supporting surface itself, which the table plane stands for.
+    """
+    frames = obs.processed_frames or len(obs.by_frame)
+    ignored = []
+    for tid, info in sorted(obs.tracks.items()):
+        seen = len(obs.frames_of(tid))
+        if info.class_name in cfg.surface_classes:
+            ignored.append({"track_id": tid, "class_name": info.class_name, "reason": "supporting surface"})
+        elif seen < max(1, cfg.min_track_fraction * frames):
+            reason = f"seen in {seen} of {frames} frames"
+            ignored.append({"track_id": tid, "class_name": info.class_name, "reason": reason})
+    drop_tracks(obs, {i["track_id"] for i in ignored})
+    return ignored
+
+
+# --- keyframes ---------------------------------------------------------------------------------------
+
+
+def plan_keyframes(source: FrameSource, cfg: ReconstructionConfig, preferred: list[int]) -> KeyframePlan:
+    """Which frames to reconstruct from and how to match them; StageFailed when no 3D is possible."""
+    info = source.info
+    if info.kind == "image":
+        raise StageFailed(
+            "a single image has no parallax: 3D reconstruction needs a moving camera "
+            "(a video or several overlapping photos)"
+        )
+    if info.num_frames < cfg.min_keyframes:
+        raise StageFailed(
+            f"only {info.num_frames} frames: 3D reconstruction needs at least "
+            f"{cfg.min_keyframes} views from a moving camera"
+        )
+    stride = max(1, math.ceil(info.num_frames / MAX_ANALYSED_FRAMES))
+    stats = kf.analyse_frames(source.frames(stride=stride))
+    if info.kind == "images" and info.num_frames <= cfg.max_keyframes:
+        # a small photo set: every photo counts, there is no time order to exploit
+        static = stats.max_displacement < cfg.static_threshold
+        selection = kf.KeyframeSelection(
+            [] if static else list(stats.indices),
+            float(stats.cumulative_motion[-1]),
+            stats.max_displacement,
+            static,
+        )
+    else:
+        selection = kf.select_keyframes(
+            stats,
+            cfg.max_keyframes,
+            cfg.min_keyframes,
+            cfg.keyframe_min_motion,
+            cfg.static_threshold,
+            preferred,
+        )
+    _check_motion(selection, len(stats.indices), cfg)
+    matcher = cfg.matcher
+    if matcher == "auto":
+        small_set = info.kind == "images" and len(selection.frames) <= cfg.exhaustive_max_images
+        matcher = "exhaustive" if small_set else "sequential"
+    details = {
+        "analysed_stride": stride,
+        "total_motion": round(selection.total_motion, 4),
+        "max_displacement": round(selection.max_displacement, 4),
+        "notes": selection.reasons,
+    }
+    return KeyframePlan(selection.frames, matcher, len(stats.indices), details)
+
+
+def _check_motion(selection: kf.KeyframeSelection, analysed: int, cfg: ReconstructionConfig) -> None:
+    if selection.static:
+        raise StageFailed(
+            f"camera barely moves: no parallax for 3D reconstruction (the view shifts at most "
+            f"{selection.max_displacement:.1%} of the frame diagonal)"
+        )
+    if len(selection.frames) < cfg.min_keyframes:
+        raise StageFailed(
+            f"only {len(selection.frames)} usable keyframes of {analysed} frames: 3D reconstruction "
+            f"needs at least {cfg.min_keyframes} views from a moving camera"
+        )
+
+
+def write_keyframes(source: FrameSource, frames: list[int], folder: Path) -> dict[int, str]:
+    """Write the keyframes as JPEG at full resolution; frame_index -> file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {}
+    for index, frame in source.frames(frames):
+        name = frame_name(index)
+        cv2.imwrite(str(folder / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        names[index] = name
+    if len(names) < len(frames):
+        raise StageFailed(
+            f"could decode only {len(names)} of {len(frames)} keyframes from {source.info.path.name}"
+        )
+    return names
+
+
+# --- structure from motion ---------------------------------------------------------------------------
+
+
+def _run_sfm(ctx: StageContext, cfg: ReconstructionConfig, plan: KeyframePlan, images: dict[int, str]):
+    from tangram.geometry.sfm import SfmOptions, run_sfm  # pycolmap loads only when the stage runs
+
+    steps = {"extracting SIFT features": 1, f"{plan.matcher} matching": 2, f"{cfg.mapper} mapping": 3}
+    options = SfmOptions(
+        matcher=plan.matcher,
+        mapper=cfg.mapper,
+        camera_model=cfg.camera_model,
+        intrinsics=_colmap_intrinsics(cfg.intrinsics),
+        max_image_size=cfg.max_image_size,
+        max_num_features=cfg.max_features,
+        overlap=cfg.sequential_overlap,
+        seed=cfg.seed,
+    )
+    sfm = run_sfm(
+        ctx.out_dir / "images",
+        [images[f] for f in plan.frames],
+        options,
+        lambda what: ctx.progress(steps.get(what, 1), STEPS, what),
+    )
+    if sfm.num_registered < 3:
+        raise StageFailed(
+            f"keyframes could not be matched into a 3D model: too little overlap, texture or camera "
+            f"translation ({sfm.num_registered} of {len(images)} keyframes registered)"
+        )
+    return sfm
+
+
+def _colmap_intrinsics(intrinsics: list[float] | None) -> list[float] | None:
+    if intrinsics is None:
+        return None
+    if len(intrinsics) != 4:
+        raise StageFailed("reconstruction.intrinsics must be [fx, fy, cx, cy] in pixels")
+    fx, fy, cx, cy = intrinsics
+    return [fx, fy, cx + 0.5, cy + 0.5]  # COLMAP puts pixel centres at +0.5
+
+
+@dataclass
+class Model:
+    views: dict[int, View]  # frame_index -> registered view (SfM frame)
+    cloud: PointCloud
+    intrinsics: dict[str, Any]
+    errors: np.ndarray  # per-point reprojection error (px)
+
+
+_FRAME_RE = re.compile(r"frame_(\d+)\.")
+
+
+def read_model(rec) -> Model:
+    from tangram.geometry import sfm
+
+    ids, xyz, rgb, err = sfm.point_arrays(rec)
+    index_of = {int(i): k for k, i in enumerate(ids)}
+    views, seen = {}, {}
+    camera = next(iter(rec.cameras.values()))
+    for image in sfm.registered_images(rec):
+        frame = int(_FRAME_RE.search(image.name).group(1))
+        cam = image.camera
+        views[frame] = View(
+            frame,
+            Intrinsics(cam.model.name, cam.width, cam.height, tuple(map(float, cam.params))),
+            sfm.world_from_camera(image),
+            image.name,
+        )
+        pids, uv = sfm.observations(rec, image)
+        seen[frame] = (np.array([index_of[int(p)] for p in pids], dtype=int), uv)
+    return Model(views, PointCloud(xyz, rgb, seen), sfm.camera_intrinsics(camera), err)
+
+
+# --- table frame, objects, scale ---------------------------------------------------------------------
+
+
+def place_objects(
+    model: Model, table: TableEstimate, obs: Observations, cfg: ReconstructionConfig
+) -> tuple[list[Object3D], ScaleEstimate]:
+    """Objects in the metric table frame and the scale that made it metric."""
+    t = table.frame.table_from_world
+    views = {f: v.transformed(t) for f, v in model.views.items()}
+    cloud = PointCloud(table.frame.apply(model.cloud.xyz), model.cloud.rgb, model.cloud.seen_in)
+    objects = lift_objects(views, cloud, obs, table.threshold, cfg.min_object_points)
+    distance = float(np.median([np.linalg.norm(v.centre) for v in views.values()]))
+    scale = estimate_scale(objects, distance, cfg.known_object_size)
+    return [o.scaled(scale.metres_per_unit) for o in objects], scale
+
+
+def _to_table_frame(rec, metric: TableFrame) -> None:
+    from tangram.geometry.sfm import similarity_transform
+
+    similarity_transform(rec, metric.table_from_world)
+
+
+# --- artefacts ---------------------------------------------------------------------------------------
+
+
+def write_outputs(
+    out: Path,
+    sfm,
+    plan: KeyframePlan,
+    model: Model,
+    table: TableEstimate,
+    metric: TableFrame,
+    scale: ScaleEstimate,
+    objects: list[Object3D],
+    obs: Observations,
+    images: dict[int, str],
+    ignored: list[dict[str, Any]],
+) -> dict[str, Any]:
+    from tangram.geometry import sfm as sfm_mod
+
+    rec = sfm.reconstruction
+    (out / "sparse").mkdir(parents=True, exist_ok=True)
+    rec.write(out / "sparse")
+    frames = [
+        {
+            "frame_index": int(_FRAME_RE.search(im.name).group(1)),
+            "image": f"images/{im.name}",
+            "world_from_camera": sfm_mod.world_from_camera(im),
+        }
+        for im in sfm_mod.registered_images(rec)
+    ]
+    write_json(
+        out / "cameras.json",
+        {
+            "intrinsics": model.intrinsics,
+            "frames": frames,
+            "table_from_world": np.eye(4),
+            "sfm_from_world": np.linalg.inv(metric.table_from_world),
+            "scale": scale.as_dict(),
+            "table": _table_dict(table, metric),
+        },
+    )
+    _, xyz, rgb, _ = sfm_mod.point_arrays(rec)
+    write_ply(out / "points.ply", xyz, rgb)
+    image_paths = {f: out / "images" / name for f, name in images.items()}
+    write_json(
+        out / "objects.json",
+        {
+            "frame": "table (metres, z up, table top z=0)",
+            "objects": [_object_dict(o, obs, image_paths) for o in objects],
+            "ignored_tracks": ignored,
+        },
+    )
+    stats = _stats(sfm, plan, rec, table, scale, objects, obs)
+    stats["ignored_tracks"] = len(ignored)
+    write_json(out / "stats.json", stats)
+    return {
+        k: stats[k]
+        for k in (
+            "frames_selected",
+            "frames_registered",
+            "points3D",
+            "mean_reprojection_error_px",
+            "objects",
+            "scale_method",
+            "metres_per_unit",
+        )
+    }
+
+
+def _table_dict(table: TableEstimate, metric: TableFrame) -> dict[str, Any]:
+    return {
+        "plane_in_sfm": [*table.plane.normal.tolist(), table.plane.offset],
+        "size": list(metric.size),
+        "rect_size": list(metric.rect_size),
+        "rect_yaw": metric.rect_yaw,
+        "rect_center": list(metric.rect_center),
+        "origin": metric.origin,
+        "inliers": table.inliers,
+        "candidates": table.candidates,
+        "method": table.method,
+    }
+
+
+def _object_dict(o: Object3D, obs: Observations, images: dict[int, Path]) -> dict[str, Any]:
+    track = obs.tracks[o.track_id]
+    return {
+        "track_id": o.track_id,
+        "class_name": o.class_name,
+        "centroid": o.centroid.tolist(),
+        "box": {"center": o.centre.tolist(), "size": o.size.tolist(), "yaw": o.yaw},
+        "support": o.support,
+        "fallback": o.fallback,
+        "method": o.method,
+        "views": o.views,
+        "color": object_colour(obs, o.track_id, images),
+        "confidence": track.mean_confidence,
+        "observations": track.num_frames,
+    }
+
+
+def _stats(
+    sfm,
+    plan: KeyframePlan,
+    rec,
+    table: TableEstimate,
+    scale: ScaleEstimate,
+    objects: list[Object3D],
+    obs: Observations,
+) -> dict[str, Any]:
+    return {
+        "frames_analysed": plan.analysed,
+        "frames_selected": len(plan.frames),
+        "frames_registered": sfm.num_registered,
+        "registered_ratio": sfm.num_registered / len(plan.frames),
+        "models": sfm.num_models,
+        "points3D": int(rec.num_points3D()),
+        "mean_reprojection_error_px": float(rec.compute_mean_reprojection_error()),
+        "mean_track_length": float(rec.compute_mean_track_length()),
+        "matcher": plan.matcher,
+        "keyframes": plan.frames,
+        "keyframe_selection": plan.info,
+        "timings_s": sfm.timings,
+        "table_inliers": table.inliers,
+        "scale_method": scale.method,
+        "metres_per_unit": scale.metres_per_unit,
+        "scale_uncertainty": scale.uncertainty,
+        "objects": len(objects),
+        "objects_fallback": sum(o.fallback for o in objects),
+        "tracks_not_placed": sorted(set(obs.tracks) - {o.track_id for o in objects}),
+    }
+
+
+def preflight(config: TangramConfig) -> None:
+    """Bad intrinsics or a missing pycolmap are one-line errors before the run starts."""
+    cfg = config.reconstruction
+    if cfg.intrinsics is not None and (len(cfg.intrinsics) != 4 or min(cfg.intrinsics[:2]) <= 0):
+        raise TangramError("reconstruction.intrinsics must be [fx, fy, cx, cy] in pixels, focal lengths > 0")
+    try:
+        import pycolmap  # noqa: F401
+    except ImportError as exc:
+        raise TangramError(f"pycolmap is not installed ({exc}): pip install pycolmap") from None
+
+
+STAGE = StageSpec(
+    name="reconstruction",
+    requires=("tracking", "segmentation"),
+    config_sections=("reconstruction",),
+    run=run,
+    offloadable=True,
+    uses_input=True,
+    preflight=preflight,
+)

@@ -1,0 +1,291 @@
+"""Reconstruction: geometry units, failure cases, and the stage on the sample scored against its ground truth.
+
+The sample test feeds the stage tracks and masks written from the ground truth: that isolates the
+3D stages (pycolmap, table frame, lifting, scale, relations) from detector and segmenter errors.
+`tests/test_scene_graph.py` runs the whole pipeline with the real upstream stages on real videos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import real_file
+
+from tangram.errors import StageFailed
+from tangram.fileio import read_json
+from tangram.geometry import keyframes as kf
+from tangram.geometry.camera import Intrinsics, View
+from tangram.geometry.evaluation import (
+    camera_centre_errors,
+    gt_objects_in_table,
+    gt_relations,
+    object_position_errors,
+    score_relations,
+    umeyama,
+    write_gt_upstream,
+)
+from tangram.geometry.export import read_ply_vertices, write_ply
+from tangram.geometry.lifting import Object3D
+from tangram.geometry.plane import build_table_frame, ransac_plane
+from tangram.geometry.scale import estimate_scale
+from tangram.media import open_media
+from tangram.sample_scene import SampleScene, ensure_sample, load_sample
+from tangram.stages.base import StageContext
+from tangram.stages.reconstruction import plan_keyframes
+
+
+def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """world_from_camera (OpenCV axes) of a camera at eye looking at target, z up."""
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.column_stack([right, down, forward])
+    pose[:3, 3] = eye
+    return pose
+
+
+# --- geometry units -----------------------------------------------------------------------------------
+
+
+def test_camera_projection_and_rays_round_trip() -> None:
+    intr = Intrinsics("SIMPLE_RADIAL", 640, 480, (500.0, 320.0, 240.0, 0.05))
+    view = View(0, intr, _look_at(np.array([0.5, -0.8, 0.6]), np.zeros(3)))
+    points = np.random.default_rng(0).uniform(-0.2, 0.2, (50, 3))
+    uv, depth = view.project(points)
+    assert np.all(depth > 0)
+    origin, dirs = view.rays(uv)
+    # each point lies on its own back-projected ray
+    along = ((points - origin) * dirs).sum(axis=1)
+    assert np.allclose(origin + along[:, None] * dirs, points, atol=1e-6)
+
+
+def test_ransac_plane_finds_the_table_among_outliers() -> None:
+    rng = np.random.default_rng(1)
+    table = np.column_stack([rng.uniform(-1, 1, (400, 2)), rng.normal(0, 0.002, 400)])
+    clutter = rng.uniform(-1, 1, (150, 3))
+    tilt = np.array([[1, 0, 0], [0, np.cos(0.3), -np.sin(0.3)], [0, np.sin(0.3), np.cos(0.3)]])
+    points = np.vstack([table, clutter]) @ tilt.T
+    plane, inliers = ransac_plane(points, threshold=0.01)
+    assert abs(abs(plane.normal @ (tilt @ [0, 0, 1])) - 1) < 1e-3
+    assert inliers[:400].mean() > 0.97 and inliers[400:].mean() < 0.1
+
+
+def test_table_frame_axes_follow_the_first_camera() -> None:
+    rng = np.random.default_rng(2)
+    top = np.column_stack([rng.uniform(-0.6, 0.6, 300), rng.uniform(-0.4, 0.4, 300), np.full(300, 0.75)])
+    camera = _look_at(np.array([0.0, -1.0, 1.3]), np.array([0.0, 0.0, 0.75]))
+    plane, _ = ransac_plane(top, 0.005)
+    frame = build_table_frame(plane, camera, top, camera[:3, 3][None])
+    assert np.allclose(frame.apply(top)[:, 2], 0.0, atol=1e-9)  # table top at z = 0
+    cam = frame.apply(camera[:3, 3][None])[0]
+    assert cam[2] > 0.5 and cam[1] < -0.9 and abs(cam[0]) < 0.02  # camera above, behind (y < 0)
+    assert abs(frame.apply(np.array([[0.3, 0.0, 0.75]]))[0, 0] - 0.3) < 0.01  # world x is table x here
+    assert sorted(frame.rect_size) == pytest.approx([0.8, 1.2], rel=0.1)  # 2-98 % trimmed extent
+
+
+def test_umeyama_recovers_a_similarity() -> None:
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(20, 3))
+    angle = 0.7
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    dst = 2.5 * src @ rot.T + [1.0, -2.0, 0.5]
+    s, r, t = umeyama(src, dst)
+    assert s == pytest.approx(2.5) and np.allclose(r, rot) and np.allclose(t, [1.0, -2.0, 0.5])
+
+
+def _obj(tid: int, cls: str, height: float, width: float, method: str = "hull") -> Object3D:
+    return Object3D(
+        tid,
+        cls,
+        np.zeros(3),
+        np.zeros(3),
+        np.array([width, width, height]),
+        0.0,
+        20,
+        False,
+        method,
+        5,
+        {"apparent_width": width},
+    )
+
+
+def test_scale_from_known_size_and_from_class_priors() -> None:
+    # a scene reconstructed at 1/5 of metric size: a mug of 9.5 cm measures 0.019 units
+    known = estimate_scale([_obj(1, "cup", 0.019, 0.018)], 1.0, ("cup", 0.095))
+    assert known.method == "known_size" and known.metres_per_unit == pytest.approx(5.0)
+    priors = estimate_scale([_obj(1, "apple", 0.015, 0.016), _obj(2, "cup", 0.019, 0.018)], 1.0)
+    assert priors.method == "class_priors"
+    assert priors.metres_per_unit == pytest.approx(5.0, rel=0.1)
+    assert 0.0 < priors.uncertainty < 0.3
+    # nothing recognisable: the camera-distance prior, with a large uncertainty
+    fallback = estimate_scale([_obj(1, "tray", 0.02, 0.08)], 2.0)
+    assert fallback.method == "camera_distance_prior" and fallback.uncertainty >= 0.5
+
+
+def test_ply_round_trip(tmp_path: Path) -> None:
+    xyz = np.random.default_rng(4).normal(size=(10, 3))
+    rgb = np.arange(30, dtype=np.uint8).reshape(10, 3)
+    write_ply(tmp_path / "p.ply", xyz, rgb)
+    back_xyz, back_rgb = read_ply_vertices(tmp_path / "p.ply")
+    assert np.allclose(back_xyz, xyz, atol=1e-6) and np.array_equal(back_rgb, rgb)
+
+
+def test_keyframes_are_spread_by_motion_and_capped() -> None:
+    # 100 frames; the camera moves only during the second half
+    steps = np.r_[np.zeros(50), np.full(50, 0.01)]
+    stats = kf.FrameStats(list(range(100)), np.ones(100), steps, max_displacement=0.3)
+    sel = kf.select_keyframes(stats, max_keyframes=10, min_keyframes=3, min_step=0.05)
+    assert 3 <= len(sel.frames) <= 10
+    assert sum(f < 50 for f in sel.frames) <= 1  # motionless frames add no parallax
+    static = kf.select_keyframes(kf.FrameStats(list(range(20)), np.ones(20), np.zeros(20), 0.002), 10, 3)
+    assert static.static and static.frames == []
+
+
+# --- inputs that cannot be reconstructed ---------------------------------------------------------------
+
+
+def test_static_camera_is_refused_with_a_clear_reason() -> None:
+    from config import default_config
+
+    source = open_media(real_file("coffee_static_camera.mp4"))
+    with pytest.raises(StageFailed, match="camera barely moves: no parallax"):
+        plan_keyframes(source, default_config().reconstruction, [])
+
+
+def test_single_image_is_refused() -> None:
+    from config import default_config
+
+    with pytest.raises(StageFailed, match="single image has no parallax"):
+        plan_keyframes(open_media(real_file("bus.jpg")), default_config().reconstruction, [])
+
+
+# --- the sample scene, scored -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sample() -> SampleScene:
+    return load_sample(ensure_sample(0).parent)
+
+
+@pytest.fixture(scope="session")
+def gt_run(sample: SampleScene, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """reconstruction + scene_graph on the sample, fed ground-truth tracks and masks (every 5th frame)."""
+    from config import default_config
+    from tangram.stages import reconstruction, scene_graph
+
+    root = tmp_path_factory.mktemp("gt_run")
+    write_gt_upstream(sample, root / "tracking", root / "segmentation", range(0, sample.num_frames, 5))
+    config = default_config()
+    upstream = {"tracking": root / "tracking", "segmentation": root / "segmentation"}
+    (root / "reconstruction").mkdir()
+    reconstruction.run(
+        StageContext("reconstruction", sample.video_path, root / "reconstruction", upstream, config)
+    )
+    (root / "scene_graph").mkdir()
+    scene_graph.run(
+        StageContext(
+            "scene_graph",
+            sample.video_path,
+            root / "scene_graph",
+            {"reconstruction": root / "reconstruction"},
+            config,
+        )
+    )
+    return root
+
+
+def test_sample_cameras_match_ground_truth(sample: SampleScene, gt_run: Path) -> None:
+    stats = read_json(gt_run / "reconstruction" / "stats.json")
+    cams = read_json(gt_run / "reconstruction" / "cameras.json")
+    pred = {f["frame_index"]: np.array(f["world_from_camera"]) for f in cams["frames"]}
+    err = camera_centre_errors(pred, {f: sample.world_from_camera(f) for f in pred})
+    scale_error = 1 / err["sim3_scale"] - 1  # our metres against true metres
+    print(
+        f"sample SfM: {stats['frames_registered']}/{stats['frames_selected']} keyframes registered of "
+        f"{stats['frames_analysed']} frames, {stats['points3D']} points, reprojection "
+        f"{stats['mean_reprojection_error_px']:.2f} px; camera centres after Sim(3): median "
+        f"{err['median_m'] * 1000:.1f} mm, max {err['max_m'] * 1000:.1f} mm, rotation "
+        f"{err['median_rotation_deg']:.2f} deg; scale error {scale_error:+.1%} "
+        f"(reported 1 sigma {cams['scale']['uncertainty']:.0%}, {cams['scale']['method']})"
+    )
+    assert stats["frames_registered"] == stats["frames_selected"] >= 10
+    assert stats["frames_selected"] < sample.num_frames / 2  # keyframe selection, not every frame
+    assert err["median_m"] < 0.01 and err["median_rotation_deg"] < 1.0
+    assert stats["mean_reprojection_error_px"] < 1.5
+    assert abs(scale_error) < 0.15
+    assert abs(np.log1p(scale_error)) < 3 * cams["scale"]["uncertainty"]  # the uncertainty is honest
+    # the table frame is gravity-aligned and its z = 0 is the true table top
+    up = err["sim3_rotation"] @ [0.0, 0.0, 1.0]
+    tilt = np.degrees(np.arccos(np.clip(up[2], -1, 1)))
+    height_error = err["sim3_translation"][2] - sample.table_top_z
+    print(
+        f"table plane: tilt {tilt:.2f} deg, height error {height_error * 1000:.1f} mm, "
+        f"origin: {cams['table']['origin']}"
+    )
+    assert tilt < 2.0
+    assert abs(height_error) < 0.01
+
+
+def test_sample_objects_are_placed_within_3cm(sample: SampleScene, gt_run: Path) -> None:
+    objects = read_json(gt_run / "reconstruction" / "objects.json")["objects"]
+    cams = read_json(gt_run / "reconstruction" / "cameras.json")
+    assert cams["table"]["origin"] == "camera fixation point"
+    pred = {o["track_id"]: np.array(o["box"]["center"]) for o in objects}
+    # the true frame with TANGRAM's origin rule (the fixation point of the same keyframes' true cameras)
+    err = object_position_errors(
+        pred, gt_objects_in_table(sample, [f["frame_index"] for f in cams["frames"]])
+    )
+    print(
+        f"sample objects: median position error {err['median_m'] * 100:.1f} cm, "
+        f"max {err['max_m'] * 100:.1f} cm, "
+        f"{err['median_relative_m'] * 100:.1f} cm without the table-origin offset "
+        f"({err['origin_offset_m'] * 100:.1f} cm); per object {err['per_object_m']}"
+    )
+    assert err["objects"] == len(sample.objects) and not err["missing"]
+    assert err["median_m"] <= 0.03
+    assert err["max_m"] <= 0.10  # the tray, big and often cut by the image border
+    for o in objects:
+        assert o["box"]["size"][2] > 0.03 and o["support"] >= 0 and len(o["color"]) == 3
+
+
+def test_sample_relations_precision_and_recall(sample: SampleScene, gt_run: Path) -> None:
+    from tangram.geometry.graph import read_node_link, relation_set
+
+    graph = read_node_link(gt_run / "scene_graph" / "scene_graph.json")
+    scores = score_relations(relation_set(graph), gt_relations(sample, near_factor=1.5))
+    print(
+        "sample relations: "
+        + "; ".join(
+            f"{k}: P {v['precision']:.2f} R {v['recall']:.2f} ({v['true_positives']}/{v['predicted']} pred, "
+            f"{v['truth']} true)"
+            for k, v in scores.items()
+        )
+    )
+    assert scores["all"]["precision"] >= 0.9 and scores["all"]["recall"] >= 0.9
+    assert scores["support"]["precision"] >= 0.9 and scores["support"]["recall"] >= 0.9
+
+
+def test_global_mapper_keeps_known_intrinsics(tmp_path: Path) -> None:
+    """GLOMAP-style global mapping on real photos, with the TUM intrinsics held fixed."""
+    import shutil
+
+    from tangram.geometry.sfm import SfmOptions, run_sfm
+
+    photos = sorted(real_file("tum_office_desk").iterdir())[:8]
+    for photo in photos:
+        shutil.copy(photo, tmp_path / photo.name)
+    options = SfmOptions(
+        matcher="exhaustive",
+        mapper="global",
+        intrinsics=[535.4, 539.2, 320.6, 248.1],
+        max_image_size=480,
+        max_num_features=2048,
+    )
+    result = run_sfm(tmp_path, [p.name for p in photos], options)
+    assert result.num_registered >= 6
+    camera = next(iter(result.reconstruction.cameras.values()))
+    assert list(camera.params) == pytest.approx([535.4, 539.2, 320.6, 248.1])
