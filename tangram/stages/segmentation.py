@@ -113,7 +113,7 @@ class GrabCutSegmenter:
         scale = min(1.0, self.WORK_SIZE / max(crop.shape[:2]))
         small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
         mask = np.zeros(small.shape[:2], np.uint8)
-        rect = tuple(int(round(v * scale)) for v in (x1 - cx1, y1 - cy1, x2 - x1, y2 - y1))
+        rect = tuple(round(v * scale) for v in (x1 - cx1, y1 - cy1, x2 - x1, y2 - y1))
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.grabCut(small, mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
         fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8) * 255
