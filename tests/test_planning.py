@@ -16,10 +16,10 @@ from tangram.errors import StageFailed
 from tangram.fileio import read_json, write_json
 from tangram.planning.actions import Action, ActionParseError, parse_plan, plan_schema
 from tangram.planning.llm import extract_json
-from tangram.planning.plan import make_plan
+from tangram.planning.plan import default_task, make_plan
 from tangram.planning.search import PlanningFailed, plan_offline
 from tangram.planning.symbolic import initial_state
-from tangram.planning.tasks import TaskNotUnderstood, default_task, parse_task
+from tangram.planning.tasks import TaskNotUnderstood, parse_task
 from tangram.planning.validate import validate_plan
 from tangram.planning.world import World, scene_graph_from_objects, world_from_scene_graph
 from tangram.stages.base import StageContext

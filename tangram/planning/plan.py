@@ -16,7 +16,7 @@ from tangram.planning.actions import Action
 from tangram.planning.goals import Goal
 from tangram.planning.llm import plan_with_llm, resolve_llm
 from tangram.planning.search import PlanningFailed, plan_offline
-from tangram.planning.tasks import TaskNotUnderstood, default_task, parse_task
+from tangram.planning.tasks import TaskNotUnderstood, default_task_candidates, parse_task
 from tangram.planning.validate import validate_plan
 from tangram.planning.world import World
 
@@ -53,6 +53,21 @@ def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dic
     out["validation"] = validation.to_json()
     out["actions"] = [a.to_json() for a in actions]
     return out
+
+
+def default_task(world: World) -> str:
+    """The first of the scene's sensible tasks that the offline planner can actually achieve."""
+    for task in default_task_candidates(world):
+        goal, _ = _parse(task, world)
+        if goal is None:
+            continue
+        try:
+            plan_offline(world, goal)
+        except PlanningFailed as exc:
+            log.debug("default task %r is not achievable here: %s", task, exc)
+            continue
+        return task
+    return "go home"
 
 
 def _parse(task: str, world: World) -> tuple[Goal | None, str | None]:

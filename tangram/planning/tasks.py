@@ -291,16 +291,27 @@ def parse_task(task: str, world: World) -> Goal:
     return goal
 
 
-def default_task(world: World) -> str:
-    """A sensible task for the scene when the user gave none."""
-    containers = world.containers()
+def default_task_candidates(world: World) -> list[str]:
+    """Sensible tasks for the scene, most ambitious first; the caller keeps the first one it can plan."""
+    containers = sorted(world.containers(), key=lambda i: -_inner_area(world, i))
     movable = [i for i in sorted(world.objects) if i not in containers and world.objects[i].graspable()[0]]
-    if containers and movable:
-        biggest = _largest_container(world)
-        cls = world.objects[biggest].class_name
-        same = [i for i in containers if world.objects[i].class_name == cls]
-        return f"clear the table into the {cls}" + (f" {biggest}" if len(same) > 1 else "")
+    candidates = []
+    candidates += [f"clear the table into the {_ref(world, c)}" for c in containers]
+    candidates += [f"put the {_ref(world, i)} in the {_ref(world, c)}" for c in containers for i in movable]
     flat = [i for i in movable if world.objects[i].flat_top]
     if len(flat) >= 2:
-        return "stack " + " and ".join(f"object {i}" for i in flat[:2])
-    return "go home"
+        candidates.append("stack " + " and ".join(f"object {i}" for i in flat[:2]))
+    candidates.append("go home")
+    return candidates
+
+
+def _ref(world: World, obj: int) -> str:
+    """How a task names an object: its class, plus its id when the class is not unique."""
+    cls = world.objects[obj].class_name
+    same = [i for i in world.objects if world.objects[i].class_name == cls]
+    return cls if len(same) == 1 else f"{cls} {obj}"
+
+
+def _inner_area(world: World, container: int) -> float:
+    size = world.objects[container].size
+    return float(size[0] * size[1])
