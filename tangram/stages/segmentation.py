@@ -115,6 +115,7 @@ class GrabCutSegmenter:
         mask = np.zeros(small.shape[:2], np.uint8)
         rect = tuple(round(v * scale) for v in (x1 - cx1, y1 - cy1, x2 - x1, y2 - y1))
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # GrabCut's k-means start comes from OpenCV's global RNG: same input, same mask
         cv2.grabCut(small, mask, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
         fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8) * 255
         if scale < 1:

@@ -1,0 +1,341 @@
+"""The remote side: `python -m thunder.worker COMMAND ...` on the Thunder host.
+
+    run-stage --stage NAME --input PATH --upstream NAME=DIR ... --out DIR --config FILE --out-tar FILE
+              [--unpack TAR SHA256 DIR] [--verify PATH SHA256] [--gc DATA_DIR --keep RUN_DIR]
+        Runs one stage with the same code as a local run (tangram.stages.get_stage(NAME).run) on a
+        StageContext with host paths, then packs the output folder into --out-tar.
+    run-job --job-dir DIR
+        One-shot detached worker: runs a submitted job's stages in order and exits (thunder.jobs).
+    jobs-status --jobs-dir DIR
+        Prints every job's status.json as one JSON list.
+
+stdout carries JSON lines only ({"event": "start" | "progress" | "result" | "failed", ...}); the
+stages' own output and logging go to stderr. Exit codes: 0 done, 3 the stage failed for a reason a
+person understands (StageFailed), 4 bad settings (TangramError), 5 disk full, other: crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from thunder.archive import safe_extract, sha256_file, tar_folder
+
+EXIT_STAGE_FAILED, EXIT_SETTINGS, EXIT_DISK_FULL = 3, 4, 5
+
+log = logging.getLogger("thunder.worker")
+
+
+class Emitter:
+    """JSON lines on the real stdout; anything else printing to stdout is sent to stderr."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        self._out: IO[str] = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        self._last_progress = 0.0
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._out.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        self._out.flush()
+
+    def progress(self, completed: float, total: float | None = None, description: str = "") -> None:
+        now = time.monotonic()
+        unfinished = total is None or completed < total
+        if unfinished and now - self._last_progress < 0.2:  # at most 5 lines a second
+            return
+        self._last_progress = now
+        self.emit("progress", completed=completed, total=total, description=description)
+
+
+def select_device(config: Any, gpu_memory_fraction: float) -> tuple[Any, dict[str, Any]]:
+    """On a CUDA host: pick the GPU with most free memory for the stages that leave `device`
+    unset, and cap this process's share of it so several jobs can share one GPU."""
+    if not (os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")):
+        return config, {"device": "cpu"}
+    try:
+        import torch
+    except ImportError:
+        return config, {"device": "cpu", "note": "torch missing"}
+    if not torch.cuda.is_available():
+        return config, {"device": "cpu", "note": "CUDA not available to torch"}
+    free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
+    index = max(range(len(free)), key=free.__getitem__)
+    torch.cuda.set_device(index)
+    torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, index)
+    device = f"cuda:{index}"
+    update = {}
+    for section in ("tracking", "segmentation"):
+        part = getattr(config, section)
+        if part.device is None:
+            update[section] = part.model_copy(update={"device": device})
+    return config.model_copy(update=update), {
+        "device": device, "gpu": torch.cuda.get_device_name(index), "free_mib": free[index] >> 20,
+        "memory_fraction": gpu_memory_fraction, "fp16": bool(config.segmentation.fp16)}
+
+
+def load_config(path: Path) -> Any:
+    from config import TangramConfig
+
+    return TangramConfig.model_validate(json.loads(path.read_text()))
+
+
+def run_stage_here(stage: str, input_path: Path, upstream: dict[str, Path], out_dir: Path, config: Any,
+                   progress: Callable[..., None]) -> tuple[Any, float]:
+    """Run one stage exactly as the local runner would; returns (outcome, seconds)."""
+    from tangram.stages import get_stage
+    from tangram.stages.base import StageContext
+
+    spec = get_stage(stage)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(stage=stage, input_path=input_path, out_dir=out_dir, upstream=upstream,
+                       config=config, progress=progress)
+    started = time.perf_counter()
+    outcome = spec.run(ctx)
+    return outcome, time.perf_counter() - started
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def classify(exc: BaseException) -> tuple[str, int]:
+    from tangram.errors import StageFailed, TangramError
+
+    if isinstance(exc, JobStopped):
+        return "stopped", 143
+    if isinstance(exc, StageFailed):
+        return "stage_failed", EXIT_STAGE_FAILED
+    if isinstance(exc, TangramError):
+        return "settings", EXIT_SETTINGS
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full", EXIT_DISK_FULL
+    return "crash", 1
+
+
+# -- run-stage ---------------------------------------------------------------------------------
+
+
+def cmd_run_stage(args: argparse.Namespace) -> int:
+    emitter = Emitter()
+    emitter.emit("start", pid=os.getpid(), host=socket.gethostname(), python=sys.version.split()[0])
+    try:
+        if args.gc:
+            for path in collect_garbage(Path(args.gc), args.keep):
+                log.info("removed stale scratch folder %s", path)
+        for path, digest in args.verify:
+            if sha256_file(path) != digest:
+                raise ValueError(f"upload of {path} arrived corrupted (checksum mismatch)")
+        for tar, digest, dest in args.unpack:
+            if sha256_file(tar) != digest:
+                raise ValueError(f"upload of {tar} arrived corrupted (checksum mismatch)")
+            safe_extract(Path(tar), Path(dest))
+            os.remove(tar)
+        config, device = select_device(load_config(Path(args.config)), args.gpu_memory_fraction)
+        emitter.emit("device", **device)
+        upstream = dict(item.split("=", 1) for item in args.upstream)
+        for folder in upstream.values():  # an upstream stage may have had nothing worth sending
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        folders = {name: Path(folder) for name, folder in upstream.items()}
+        outcome, seconds = run_stage_here(args.stage, Path(args.input), folders, Path(args.out), config,
+                                          emitter.progress)
+        out_tar = Path(args.out_tar)
+        files = tar_folder(Path(args.out), out_tar)
+        emitter.emit("result", backend=outcome.backend, summary=outcome.summary, compute_s=round(seconds, 3),
+                     out_tar=str(out_tar), sha256=sha256_file(out_tar), bytes=out_tar.stat().st_size,
+                     files=files, device=device)
+        return 0
+    except Exception as exc:
+        kind, code = classify(exc)
+        if kind == "crash":
+            traceback.print_exc()
+        emitter.emit("failed", kind=kind, message=first_line(exc))
+        return code
+
+
+# -- detached jobs (see thunder.jobs for the local side) ---------------------------------------
+
+
+def write_status(job_dir: Path, status: dict[str, Any]) -> None:
+    tmp = job_dir / f".status.json.{os.getpid()}"
+    tmp.write_text(json.dumps(status, indent=1, default=str))
+    os.replace(tmp, job_dir / "status.json")
+
+
+class JobStopped(Exception):
+    """SIGTERM (kill, shutdown) while a job ran."""
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise JobStopped("the job was stopped (SIGTERM)")
+
+
+def detach(job_dir: Path) -> bool:
+    """Double fork into a new session, output to worker.log: the job outlives the SSH connection.
+    Returns True in the detached worker, False in the process that answered the caller."""
+    first = os.fork()
+    if first:
+        os.waitpid(first, 0)
+        status = job_dir / "status.json"
+        deadline = time.monotonic() + 10
+        while not status.exists() and time.monotonic() < deadline:  # started: status.json exists
+            time.sleep(0.05)
+        print(json.dumps({"event": "submitted", "status": status.exists()}), flush=True)
+        return False
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    log_fd = os.open(job_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    return True
+
+
+def cmd_run_job(args: argparse.Namespace) -> int:
+    """Run a job's stages; status.json says where it is, so status survives any disconnect."""
+    job_dir = Path(args.job_dir)
+    if args.detach and not detach(job_dir):
+        return 0
+    signal.signal(signal.SIGTERM, _stopped)
+    job = json.loads((job_dir / "job.json").read_text())
+    status: dict[str, Any] = {"job_id": job["job_id"], "status": "running", "pid": os.getpid(),
+                              "started_at": time.time(), "stages": {}, "progress": None}
+    write_status(job_dir, status)
+    last_write = [0.0]
+
+    def progress_for(stage: str) -> Callable[..., None]:
+        def progress(completed: float, total: float | None = None, description: str = "") -> None:
+            status["progress"] = {"stage": stage, "completed": completed, "total": total,
+                                  "description": description}
+            if time.monotonic() - last_write[0] > 0.5 or (total is not None and completed >= total):
+                last_write[0] = time.monotonic()
+                write_status(job_dir, status)
+
+        return progress
+
+    try:
+        config, device = select_device(load_config(job_dir / "config.json"), job["gpu_memory_fraction"])
+        status["device"] = device
+        input_path = job_dir / job["input"]
+        finished: dict[str, Path] = {}
+        for stage in job["stages"]:
+            status["stage"] = stage
+            write_status(job_dir, status)
+            out = job_dir / "stages" / stage
+            tmp = job_dir / "stages" / f".tmp-{stage}"
+            upstream = {name: finished.get(name) or job_dir / job["upstream"][name]
+                        for name in job["requires"][stage]}
+            outcome, seconds = run_stage_here(stage, input_path, upstream, tmp, config, progress_for(stage))
+            os.replace(tmp, out)
+            finished[stage] = out
+            tar = job_dir / f"{stage}.tar"
+            tar_folder(out, tar)
+            status["stages"][stage] = {"status": "done", "backend": outcome.backend,
+                                       "summary": outcome.summary, "compute_s": round(seconds, 3),
+                                       "tar": tar.name, "sha256": sha256_file(tar),
+                                       "bytes": tar.stat().st_size}
+        status.update(status="done", stage=None, finished_at=time.time())
+        write_status(job_dir, status)
+        return 0
+    except Exception as exc:  # JobStopped included: a stopped job still gets a final status
+        kind, code = classify(exc)
+        if kind == "crash":
+            traceback.print_exc()
+        stage = status.get("stage")
+        if stage:
+            status["stages"][stage] = {"status": "failed", "reason": first_line(exc)}
+        status.update(status="failed", error=f"{kind}: {first_line(exc)}", finished_at=time.time())
+        write_status(job_dir, status)
+        return code
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_jobs_status(args: argparse.Namespace) -> int:
+    jobs_dir = Path(args.jobs_dir)
+    out = []
+    for job_dir in sorted(jobs_dir.iterdir()) if jobs_dir.is_dir() else []:
+        job_file, status_file = job_dir / "job.json", job_dir / "status.json"
+        if not job_file.is_file():
+            continue
+        job = json.loads(job_file.read_text())
+        status = json.loads(status_file.read_text()) if status_file.is_file() else {"status": "queued"}
+        if status.get("status") == "running" and not _pid_alive(int(status.get("pid", 0))):
+            status["status"] = "lost"  # the worker died without writing a final status
+            status["error"] = "worker process ended unexpectedly (killed, or the host rebooted)"
+        out.append({"job_id": job["job_id"], "job": job, "status": status})
+    print(json.dumps(out))
+    return 0
+
+
+def collect_garbage(data_dir: Path, keep: str = "", older_than: float = 86400.0) -> list[str]:
+    """Remove run scratch folders a dead client left under data_dir (not jobs/, not `keep`)."""
+    import shutil
+
+    cutoff, removed = time.time() - older_than, []
+    for entry in data_dir.iterdir() if data_dir.is_dir() else []:
+        if entry.is_dir() and entry.name != "jobs" and str(entry) != keep and entry.stat().st_mtime < cutoff:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+    return removed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m thunder.worker")
+    sub = p.add_subparsers(dest="command", required=True)
+    stage = sub.add_parser("run-stage")
+    stage.add_argument("--stage", required=True)
+    stage.add_argument("--input", required=True)
+    stage.add_argument("--upstream", action="append", default=[], help="NAME=DIR")
+    stage.add_argument("--out", required=True)
+    stage.add_argument("--out-tar", required=True)
+    stage.add_argument("--config", required=True)
+    stage.add_argument("--unpack", nargs=3, action="append", default=[], metavar=("TAR", "SHA256", "DIR"))
+    stage.add_argument("--verify", nargs=2, action="append", default=[], metavar=("PATH", "SHA256"))
+    stage.add_argument("--gpu-memory-fraction", type=float, default=0.9)
+    stage.add_argument("--gc", help="also remove stale (> 1 day) run scratch folders under this folder")
+    stage.add_argument("--keep", default="", help="... except this one")
+    job = sub.add_parser("run-job")
+    job.add_argument("--job-dir", required=True)
+    job.add_argument("--detach", action="store_true", help="start in the background and return at once")
+    status = sub.add_parser("jobs-status")
+    status.add_argument("--jobs-dir", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    if args.command == "run-stage":
+        return cmd_run_stage(args)
+    if args.command == "run-job":
+        return cmd_run_job(args)
+    return cmd_jobs_status(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
