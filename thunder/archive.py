@@ -9,7 +9,6 @@ cannot write outside the destination (Python 3.11.2 on Debian 12 has no tarfile 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import shutil
 import tarfile
@@ -17,14 +16,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_files(folder: Path, exclude: Iterable[str] = ()) -> list[Path]:

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from thunder.archive import safe_extract, sha256_file, tar_folder
+from tangram.fileio import file_fingerprint
+from thunder.archive import safe_extract, tar_folder
 
 EXIT_STAGE_FAILED, EXIT_SETTINGS, EXIT_DISK_FULL = 3, 4, 5
 
@@ -137,10 +138,10 @@ def cmd_run_stage(args: argparse.Namespace) -> int:
             for path in collect_garbage(Path(args.gc), args.keep):
                 log.info("removed stale scratch folder %s", path)
         for path, digest in args.verify:
-            if sha256_file(path) != digest:
+            if file_fingerprint(path) != digest:
                 raise ValueError(f"upload of {path} arrived corrupted (checksum mismatch)")
         for tar, digest, dest in args.unpack:
-            if sha256_file(tar) != digest:
+            if file_fingerprint(tar) != digest:
                 raise ValueError(f"upload of {tar} arrived corrupted (checksum mismatch)")
             safe_extract(Path(tar), Path(dest))
             os.remove(tar)
@@ -155,7 +156,7 @@ def cmd_run_stage(args: argparse.Namespace) -> int:
         out_tar = Path(args.out_tar)
         files = tar_folder(Path(args.out), out_tar)
         emitter.emit("result", backend=outcome.backend, summary=outcome.summary, compute_s=round(seconds, 3),
-                     out_tar=str(out_tar), sha256=sha256_file(out_tar), bytes=out_tar.stat().st_size,
+                     out_tar=str(out_tar), sha256=file_fingerprint(out_tar), bytes=out_tar.stat().st_size,
                      files=files, device=device)
         return 0
     except Exception as exc:
@@ -247,7 +248,7 @@ def cmd_run_job(args: argparse.Namespace) -> int:
             tar_folder(out, tar)
             status["stages"][stage] = {"status": "done", "backend": outcome.backend,
                                        "summary": outcome.summary, "compute_s": round(seconds, 3),
-                                       "tar": tar.name, "sha256": sha256_file(tar),
+                                       "tar": tar.name, "sha256": file_fingerprint(tar),
                                        "bytes": tar.stat().st_size}
         status.update(status="done", stage=None, finished_at=time.time())
         write_status(job_dir, status)
