@@ -2,7 +2,8 @@
 
 Run folder layout (`exports/<name>/`):
 - `manifest.json`: per stage `status` (done/failed/skipped), `backend`, `where`, `seconds`,
-  `input_hash` (input fingerprint + stage config + upstream hashes), `reason` for failures,
+  `input_hash` (input fingerprint + stage config + the `output_id` of each upstream result),
+  `output_id` (new each time the stage runs, so re-running a stage re-runs what depends on it), `reason` for failures,
   `summary` figures and remote `execution` figures.
 - `config.json`: the effective configuration, secrets left out.
 - `tangram.log`: the run's log.
@@ -20,6 +21,7 @@ import re
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,8 +119,7 @@ class Pipeline:
         with _locked_run_dir(run_dir):
             _remove_stale_temp_dirs(run_dir)
             manifest = _read_manifest(run_dir, source.info.path)
-            hashes = self._plan_hashes(stages, manifest)
-            stale = [s for s in stages if s in forced or not _is_current(s, hashes[s], manifest, run_dir)]
+            stale = self._stale_stages(stages, manifest, run_dir, forced)
             for stage in stale:  # settings errors (weights...) surface before anything is written
                 preflight = get_stage(stage).preflight
                 if preflight is not None:
@@ -131,7 +132,7 @@ class Pipeline:
                 try:
                     for stage in stages:
                         self._check_cancel()
-                        self._run_stage(stage, run_dir, manifest, hashes[stage], stage in stale)
+                        self._run_stage(stage, run_dir, manifest, stage in stale)
                 finally:
                     if self.offload is not None:
                         self.offload.close()
@@ -139,23 +140,28 @@ class Pipeline:
 
     # -- one stage --------------------------------------------------------------------------
 
-    def _plan_hashes(self, stages: list[str], manifest: dict[str, Any]) -> dict[str, str]:
-        """Each stage's hash: input fingerprint, its config sections and its upstream hashes."""
-        config = public_dict(self.config)
-        hashes: dict[str, str] = {}
+    def _stale_stages(self, stages: list[str], manifest: dict[str, Any], run_dir: Path,
+                      forced: set[str]) -> list[str]:
+        """Stages to (re)run: forced, changed inputs or settings, or downstream of a stage that reruns."""
+        stale: list[str] = []
         for stage in stages:
             spec = get_stage(stage)
-            upstream = {r: hashes.get(r) or manifest["stages"].get(r, {}).get("input_hash") for r in spec.requires}
-            hashes[stage] = stable_hash({
-                "stage": stage,
-                "input": manifest["input"]["fingerprint"] if spec.uses_input else None,
-                "config": {s: config[s] for s in spec.config_sections},
-                "upstream": upstream,
-            })
-        return hashes
+            if (stage in forced or any(r in stale for r in spec.requires)
+                    or not _is_current(stage, self._stage_hash(spec, manifest), manifest, run_dir)):
+                stale.append(stage)
+        return stale
 
-    def _run_stage(self, stage: str, run_dir: Path, manifest: dict[str, Any], input_hash: str,
-                   stale: bool) -> None:
+    def _stage_hash(self, spec: StageSpec, manifest: dict[str, Any]) -> str:
+        """Input fingerprint, the stage's config sections and the identity of its upstream results."""
+        records = manifest["stages"]
+        return stable_hash({
+            "stage": spec.name,
+            "input": manifest["input"]["fingerprint"] if spec.uses_input else None,
+            "config": {s: public_dict(self.config)[s] for s in spec.config_sections},
+            "upstream": {r: records.get(r, {}).get("output_id") for r in spec.requires},
+        })
+
+    def _run_stage(self, stage: str, run_dir: Path, manifest: dict[str, Any], stale: bool) -> None:
         spec = get_stage(stage)
         records = manifest["stages"]
         missing = [r for r in spec.requires if records.get(r, {}).get("status") != "done"]
@@ -168,7 +174,7 @@ class Pipeline:
             log.info("%s: up to date (%s), reusing %s", stage, previous.get("backend"), run_dir / stage)
             self.observer.stage_finished(stage, previous)
             return
-        self._execute(spec, run_dir, manifest, input_hash)
+        self._execute(spec, run_dir, manifest, self._stage_hash(spec, manifest))  # upstream may be new
 
     def _execute(self, spec: StageSpec, run_dir: Path, manifest: dict[str, Any], input_hash: str) -> None:
         stage = spec.name
@@ -260,6 +266,7 @@ def _done_record(outcome: StageOutcome, input_hash: str, started: float) -> dict
         "where": outcome.where,
         "seconds": round(time.perf_counter() - started, 3),
         "input_hash": input_hash,
+        "output_id": uuid.uuid4().hex[:16],
         "summary": outcome.summary,
         "execution": outcome.execution,
     }

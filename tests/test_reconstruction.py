@@ -289,3 +289,19 @@ def test_global_mapper_keeps_known_intrinsics(tmp_path: Path) -> None:
     assert result.num_registered >= 6
     camera = next(iter(result.reconstruction.cameras.values()))
     assert list(camera.params) == pytest.approx([535.4, 539.2, 320.6, 248.1])
+
+
+def test_implausibly_large_objects_are_recognised_as_false_detections() -> None:
+    import numpy as np
+
+    from tangram.geometry.lifting import Object3D
+    from tangram.geometry.scale import implausible_size
+
+    def obj(cls: str, size: list[float]) -> Object3D:
+        zero = np.zeros(3)
+        return Object3D(1, cls, zero, zero, np.array(size), 0.0, 10, False, "hull", 5)
+
+    assert implausible_size(obj("cup", [0.1, 0.08, 0.09])) is None
+    assert implausible_size(obj("teddy bear", [0.5, 0.3, 0.45])) is None  # big teddies exist
+    assert "implausible size: 0.88 m" in implausible_size(obj("book", [0.42, 0.88, 0.12]))
+    assert implausible_size(obj("unknown thing", [5.0, 5.0, 5.0])) is None  # no prior, no verdict

@@ -49,6 +49,12 @@ def test_rerun_reuses_finished_stages_and_force_reruns(tmp_path: Path, run_cli, 
                      "--keyframe-stride", "10")
     assert forced.returncode == 0
     assert _manifest(run_dir)["stages"]["tracking"]["finished_at"] >= m3["stages"]["tracking"]["finished_at"]
+    # segmentation read the old tracks: the next run must redo it, not reuse it
+    after = run_cli("--input", str(apple_video), "--mode", "segment", "--name", "apple", "--keyframe-stride", "10")
+    assert after.returncode == 0
+    m5 = _manifest(run_dir)
+    assert m5["stages"]["segmentation"]["finished_at"] >= _manifest(run_dir)["stages"]["tracking"]["finished_at"]
+    assert m5["stages"]["segmentation"]["output_id"] != m3["stages"]["segmentation"]["output_id"]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["segmentation"]["keyframe_stride"] == 10
     assert "api_key" not in config["planning"]

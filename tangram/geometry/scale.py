@@ -54,6 +54,22 @@ CLASS_PRIORS: dict[str, tuple[float, float, float]] = {
     "potted plant": (0.3, 0.2, 0.5),
     "toothbrush": (0.02, 0.19, 0.25),
 }
+# An object more than this many times its class's typical size is a false detection (a tray taken
+# for a book, a patch of table for a laptop), not a giant object: it is left out of the scene.
+IMPLAUSIBLE_FACTOR = 3.0
+
+
+def implausible_size(obj: Object3D) -> str | None:
+    """Why a metric object's size rules it out, or None when it is plausible (or its class unknown)."""
+    prior = CLASS_PRIORS.get(obj.class_name)
+    if prior is None:
+        return None
+    largest, typical = float(np.max(obj.size)), max(prior[0], prior[1])
+    if largest <= IMPLAUSIBLE_FACTOR * typical:
+        return None
+    return f"implausible size: {largest:.2f} m across, a {obj.class_name} is typically {typical:.2f} m"
+
+
 # log-size noise of our measurements: the apparent width (box width at the object's depth) is the
 # most direct; heights come from the hull's top (cone-shaped caps over flat tops, cut spheres) or
 # from points (the top may be untextured), so they count for less

@@ -47,7 +47,7 @@ from tangram.geometry.observations import (
     object_colour,
 )
 from tangram.geometry.plane import TableFrame
-from tangram.geometry.scale import ScaleEstimate, estimate_scale
+from tangram.geometry.scale import ScaleEstimate, estimate_scale, implausible_size
 from tangram.geometry.table import TableEstimate, estimate_table
 from tangram.media import FrameSource, frame_name, open_media
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
@@ -84,7 +84,8 @@ def run(ctx: StageContext) -> StageOutcome:
             "no supporting surface found: the 3D points show no plane with the cameras above it"
         )
     ctx.progress(5, STEPS, "placing objects in 3D")
-    objects, scale = place_objects(model, table, obs, cfg)
+    objects, scale, oversized = place_objects(model, table, obs, cfg)
+    ignored += oversized
     metric = table.frame.rescaled(scale.metres_per_unit)
     _to_table_frame(sfm.reconstruction, metric)
     ctx.progress(6, STEPS, "writing the model")
@@ -273,15 +274,22 @@ def read_model(rec) -> Model:
 
 def place_objects(
     model: Model, table: TableEstimate, obs: Observations, cfg: ReconstructionConfig
-) -> tuple[list[Object3D], ScaleEstimate]:
-    """Objects in the metric table frame and the scale that made it metric."""
+) -> tuple[list[Object3D], ScaleEstimate, list[dict[str, Any]]]:
+    """Objects in the metric table frame, the scale that made it metric, and the objects left out
+    because their metric size is implausible for their class (the scale is estimated without them)."""
     t = table.frame.table_from_world
     views = {f: v.transformed(t) for f, v in model.views.items()}
     cloud = PointCloud(table.frame.apply(model.cloud.xyz), model.cloud.rgb, model.cloud.seen_in)
     objects = lift_objects(views, cloud, obs, table.threshold, cfg.min_object_points)
     distance = float(np.median([np.linalg.norm(v.centre) for v in views.values()]))
     scale = estimate_scale(objects, distance, cfg.known_object_size)
-    return [o.scaled(scale.metres_per_unit) for o in objects], scale
+    reasons = {o.track_id: implausible_size(o.scaled(scale.metres_per_unit)) for o in objects}
+    dropped = [{"track_id": o.track_id, "class_name": o.class_name, "reason": reasons[o.track_id]}
+               for o in objects if reasons[o.track_id]]
+    if dropped:
+        objects = [o for o in objects if not reasons[o.track_id]]
+        scale = estimate_scale(objects, distance, cfg.known_object_size)
+    return [o.scaled(scale.metres_per_unit) for o in objects], scale, dropped
 
 
 def _to_table_frame(rec, metric: TableFrame) -> None:
