@@ -156,6 +156,7 @@ class Pipeline:
         records = manifest["stages"]
         return stable_hash({
             "stage": spec.name,
+            "tangram": __version__,  # a new release may compute differently: don't reuse old outputs
             "input": manifest["input"]["fingerprint"] if spec.uses_input else None,
             "config": {s: public_dict(self.config)[s] for s in spec.config_sections},
             "upstream": {r: records.get(r, {}).get("output_id") for r in spec.requires},

@@ -16,7 +16,7 @@ import networkx as nx
 import numpy as np
 
 from tangram.errors import StageFailed
-from tangram.fileio import read_json
+from tangram.stages.base import read_artefact
 
 # Classes that hold other objects (COCO has "bowl"; the rest are common open-vocabulary names).
 CONTAINER_CLASSES = frozenset({"bowl", "tray", "basket", "bin", "crate", "container", "pot"})
@@ -298,12 +298,7 @@ def _supports(graph: nx.MultiDiGraph) -> dict[int, tuple[int | str, bool]]:
 
 
 def load_world(path: Path) -> tuple[World, dict[str, Any]]:
-    if not path.is_file():
-        raise StageFailed(f"scene graph not found: {path}")
-    try:
-        data = read_json(path)
-    except ValueError as exc:
-        raise StageFailed(f"scene graph {path.name} is not valid JSON: {exc}") from exc
+    data = read_artefact(path)
     return world_from_scene_graph(data), data
 
 

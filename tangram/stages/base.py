@@ -24,6 +24,19 @@ from typing import Any, Protocol
 from config import TangramConfig
 
 
+def read_artefact(path: Path) -> Any:
+    """An upstream stage's JSON artefact; a missing or corrupt file is a StageFailed naming it."""
+    from tangram.errors import StageFailed
+    from tangram.fileio import read_json
+
+    if not path.is_file():
+        raise StageFailed(f"{path.name} not found in {path.parent}")
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        raise StageFailed(f"{path.name} is not valid JSON: {exc}") from exc
+
+
 class ProgressFn(Protocol):
     def __call__(self, completed: float, total: float | None = None, description: str = "") -> None: ...
 

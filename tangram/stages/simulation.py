@@ -10,22 +10,15 @@ video shows what went wrong.
 
 from __future__ import annotations
 
-from tangram.errors import StageFailed
-from tangram.fileio import read_json, write_json
+from tangram.fileio import write_json
 from tangram.planning.world import load_world
 from tangram.sim.simulate import simulate
-from tangram.stages.base import StageContext, StageOutcome, StageSpec
+from tangram.stages.base import StageContext, StageOutcome, StageSpec, read_artefact
 
 
 def run(ctx: StageContext) -> StageOutcome:
     world, _ = load_world(ctx.upstream_dir("scene_graph") / "scene_graph.json")
-    plan_path = ctx.upstream_dir("planning") / "plan.json"
-    if not plan_path.is_file():
-        raise StageFailed(f"plan not found: {plan_path}")
-    try:
-        plan = read_json(plan_path)
-    except ValueError as exc:
-        raise StageFailed(f"plan.json is not valid JSON: {exc}") from exc
+    plan = read_artefact(ctx.upstream_dir("planning") / "plan.json")
     result = simulate(world, plan, ctx.config.simulation, ctx.out_dir, ctx.progress)
     write_json(ctx.out_dir / "result.json", result)
     done = sum(1 for a in result["actions"] if a["success"])
