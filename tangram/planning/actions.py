@@ -64,25 +64,26 @@ class Action:
         return "home()"
 
 
-def _int(value: Any, key: str) -> int:
+def _number(value: Any, key: str, what: str) -> float:
+    """A JSON value (number or numeric string, never a bool) as a float, or ActionParseError."""
+    message = f"'{key}' must be {what}, got {value!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ActionParseError(f"'{key}' must be an object id (integer), got {value!r}")
+        raise ActionParseError(message)
     try:
-        number = float(value)
+        return float(value)
     except ValueError as exc:
-        raise ActionParseError(f"'{key}' must be an object id (integer), got {value!r}") from exc
+        raise ActionParseError(message) from exc
+
+
+def _int(value: Any, key: str) -> int:
+    number = _number(value, key, "an object id (integer)")
     if not number.is_integer():
         raise ActionParseError(f"'{key}' must be an object id (integer), got {value!r}")
     return int(number)
 
 
 def _float(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ActionParseError(f"'{key}' must be a number in metres, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError as exc:
-        raise ActionParseError(f"'{key}' must be a number in metres, got {value!r}") from exc
+    number = _number(value, key, "a number in metres")
     if not math.isfinite(number):
         raise ActionParseError(f"'{key}' must be finite, got {value!r}")
     return number

@@ -237,16 +237,22 @@ def pre_pick(world: World, state: State, obj: int) -> list[str]:
     return errors + _reach(world, state, obj, "pick it")
 
 
-def pre_place_on(world: World, state: State, target: int) -> list[str]:
-    held = state.holding
-    if held is None:
+def _placement_errors(world: World, state: State, target: int, role: str, relation: str) -> list[str]:
+    """What rules out any placement: an empty gripper, a missing target, the held object itself."""
+    if state.holding is None:
         return ["the gripper holds nothing to place"]
-    errors = _check_exists(world, target, "target")
+    errors = _check_exists(world, target, role)
+    if not errors and target == state.holding:
+        errors = [f"{world.describe(state.holding)} can't be placed {relation} itself"]
+    return errors
+
+
+def pre_place_on(world: World, state: State, target: int) -> list[str]:
+    errors = _placement_errors(world, state, target, "target", "on")
     if errors:
         return errors
+    held = state.holding
     tgt, obj = world.objects[target], world.objects[held]
-    if target == held:
-        return [f"{world.describe(held)} can't be placed on itself"]
     if tgt.is_container:
         return [f"{world.describe(target)} is a container: use place_in"]
     if not tgt.flat_top:
@@ -268,14 +274,10 @@ def pre_place_on(world: World, state: State, target: int) -> list[str]:
 
 
 def pre_place_in(world: World, state: State, container: int) -> list[str]:
-    held = state.holding
-    if held is None:
-        return ["the gripper holds nothing to place"]
-    errors = _check_exists(world, container, "container")
+    errors = _placement_errors(world, state, container, "container", "in")
     if errors:
         return errors
-    if container == held:
-        return [f"{world.describe(held)} can't be placed in itself"]
+    held = state.holding
     if not world.objects[container].is_container:
         return [f"{world.describe(container)} is not a container: use place_on"]
     if container_spot(world, state, held, container) is None:
