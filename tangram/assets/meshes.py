@@ -135,14 +135,19 @@ def bowl_mesh(profile: BowlProfile, segments: int = 48, steps: int = 10) -> Mesh
         n2 /= max(np.linalg.norm(n2), 1e-9)
         for a in angles:
             mesh.normals.append((n2[0] * np.cos(a), n2[0] * np.sin(a), n2[1]))
+    _add_grid_faces(mesh, len(section) - 1, segments)
+    return mesh
+
+
+def _add_grid_faces(mesh: Mesh, rows: int, segments: int) -> None:
+    """Two triangles per cell of a (rows + 1) x (segments + 1) vertex grid laid out row by row."""
     ring = segments + 1
-    for i in range(len(section) - 1):
+    for i in range(rows):
         for j in range(segments):
             a, b = i * ring + j, i * ring + j + 1
             c, d = a + ring, b + ring
             mesh.faces.append(((a, a, a), (b, b, b), (d, d, d)))
             mesh.faces.append(((a, a, a), (d, d, d), (c, c, c)))
-    return mesh
 
 
 Vec3 = tuple[float, float, float]
@@ -181,11 +186,5 @@ def uv_sphere(radius: float = 1.0, rings: int = 16, segments: int = 24) -> Mesh:
             mesh.vertices.append(tuple(radius * c for c in n))
             mesh.normals.append(n)
             mesh.uvs.append((j / segments, i / rings))
-    ring = segments + 1
-    for i in range(rings):
-        for j in range(segments):
-            a, b = i * ring + j, i * ring + j + 1
-            c, d = a + ring, b + ring
-            mesh.faces.append(((a, a, a), (b, b, b), (d, d, d)))
-            mesh.faces.append(((a, a, a), (d, d, d), (c, c, c)))
+    _add_grid_faces(mesh, rings, segments)
     return mesh
