@@ -16,6 +16,7 @@ from typing import Any
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from config import TangramConfig
+from tangram.cli import thunder_offload_policy
 from tangram.errors import TangramError
 from tangram.logs import RedactSecrets
 from tangram.media import open_media
@@ -34,25 +35,6 @@ class RunRequest:
     force: tuple[str, ...] = ()
     thunder: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def offload_policy(config: TangramConfig) -> Any:
-    """thunder.executor's policy, as `tangram --thunder` uses it; a TangramError if it is not installed."""
-    try:
-        from thunder.executor import offload_policy as make_policy
-    except ImportError as exc:
-        raise TangramError(f"Thunder offloading is not available in this installation ({exc})") from None
-    return make_policy(config)
-
-
-def close_policy(offload: Any) -> None:
-    """The Thunder policy removes the run's scratch folder on the host when closed (idempotent)."""
-    close = getattr(offload, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:  # cleanup is best effort; the run's result stands
-            log.warning("closing the Thunder session failed", exc_info=True)
 
 
 class RunWorker(QThread):
@@ -105,13 +87,10 @@ class RunWorker(QThread):
             raise Cancelled("run cancelled")
         name = req.name or default_run_name(open_media(input_path).info.path)
         self.run_dir_known.emit(str(Path(req.config.run.exports_dir) / name))
-        offload = offload_policy(req.config) if req.thunder else None
+        offload = thunder_offload_policy(req.config) if req.thunder else None
         pipeline = Pipeline(req.config, observer=_SignalObserver(self), offload=offload,
                             cancel_event=self.cancel_event)
-        try:
-            return pipeline.run(input_path, name=name, until=req.until, force=req.force)
-        finally:
-            close_policy(offload)
+        return pipeline.run(input_path, name=name, until=req.until, force=req.force)
 
 
 class _SignalObserver:

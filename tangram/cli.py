@@ -160,11 +160,16 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_gui(config, input_path=args.input, name=args.name, thunder=args.thunder or None,
                        mode=args.mode)
+    return run_in_terminal(config, args)
+
+
+def run_in_terminal(config: Any, args: argparse.Namespace) -> int:
+    """Run the pipeline with progress bars and a summary table; the exit code of `tangram run`."""
     from tangram.progress import RichObserver
     from tangram.runner import Pipeline, default_input
 
     input_path = args.input if args.input is not None else default_input()
-    offload = _offload_policy(config) if args.thunder else None
+    offload = thunder_offload_policy(config) if args.thunder else None
     with RichObserver() as observer:
         result = Pipeline(config, observer=observer, offload=offload).run(
             input_path, name=args.name, until=MODES[args.mode], force=args.force)
@@ -172,9 +177,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _offload_policy(config: Any) -> Any:
-    from thunder.executor import offload_policy
-
+def thunder_offload_policy(config: Any) -> Any:
+    """The --thunder offload policy (thunder.executor); a TangramError if Thunder is not installed."""
+    try:
+        from thunder.executor import offload_policy
+    except ImportError as exc:
+        raise TangramError(f"Thunder offloading is not available in this installation ({exc})") from None
     return offload_policy(config)
 
 

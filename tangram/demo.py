@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tangram.errors import TangramError
-from tangram.stages import MODES, STAGE_ORDER
+from tangram.stages import STAGE_ORDER
 
 log = logging.getLogger("tangram.demo")
 
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None, preset: Preset, prog: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tangram.cli import cli_overrides
+    from tangram.cli import cli_overrides, run_in_terminal
     from tangram.logs import setup_logging
     from tangram.settings import load_config, secret_values
 
@@ -88,32 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         from gui.app import run_gui
 
         return run_gui(config, input_path=args.input, name=args.name, thunder=args.thunder, mode=args.mode)
-    return _run_terminal(config, args)
-
-
-def _run_terminal(config: Any, args: argparse.Namespace) -> int:
-    from tangram.progress import RichObserver
-    from tangram.runner import Pipeline, default_input
-
-    input_path = args.input if args.input is not None else default_input()
-    offload = _offload_policy(config) if args.thunder else None
-    try:
-        with RichObserver() as observer:
-            result = Pipeline(config, observer=observer, offload=offload).run(
-                input_path, name=args.name, until=MODES[args.mode], force=args.force)
-    finally:
-        if offload is not None and callable(getattr(offload, "close", None)):
-            offload.close()  # removes the run's scratch folder on the host
-    RichObserver.print_summary(result)
-    return 0 if result.ok else 1
-
-
-def _offload_policy(config: Any) -> Any:
-    try:
-        from thunder.executor import offload_policy
-    except ImportError as exc:
-        raise TangramError(f"Thunder offloading is not available in this installation ({exc})") from None
-    return offload_policy(config)
+    return run_in_terminal(config, args)
 
 
 # -- the comparison table --------------------------------------------------------------------

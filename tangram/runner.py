@@ -108,7 +108,17 @@ class Pipeline:
         until: str = STAGE_ORDER[-1],
         force: Sequence[str] = (),
     ) -> RunResult:
-        """Run the stages up to `until` on the input; finished stages with the same hash are reused."""
+        """Run the stages up to `until` on the input; finished stages with the same hash are reused.
+
+        The offload policy given to the pipeline is closed when this returns or raises, whatever
+        happened (it removes the run's scratch space on the remote host)."""
+        try:
+            return self._run(input_path, name, until, force)
+        finally:
+            if self.offload is not None:
+                self.offload.close()
+
+    def _run(self, input_path: Path | str, name: str | None, until: str, force: Sequence[str]) -> RunResult:
         source = open_media(input_path)  # validates the input before anything is written
         run_dir = Path(self.config.run.exports_dir) / (name or default_run_name(source.info.path))
         stages = stages_until(until)
@@ -129,13 +139,9 @@ class Pipeline:
                 write_json(run_dir / "config.json", public_dict(self.config))
                 log.info("run %s: input %s (%s), stages %s", run_dir, source.info.path, source.info.kind,
                          ", ".join(stages))
-                try:
-                    for stage in stages:
-                        self._check_cancel()
-                        self._run_stage(stage, run_dir, manifest, stage in stale)
-                finally:
-                    if self.offload is not None:
-                        self.offload.close()
+                for stage in stages:
+                    self._check_cancel()
+                    self._run_stage(stage, run_dir, manifest, stage in stale)
         return RunResult(run_dir, manifest, stages)
 
     # -- one stage --------------------------------------------------------------------------

@@ -120,12 +120,8 @@ def test_setup_bootstraps_a_fresh_account_then_reuses_it(thunder_section, fresh_
     run_section = config.run.model_copy(update={"exports_dir": str(tmp_path / "x")})
     config = config.model_copy(update={"run": run_section})
     seed_run(reference_run, tmp_path / "x", "fresh")
-    policy = offload_policy(config)
-    try:
-        result = Pipeline(config, offload=policy).run(_input(reference_run), name="fresh",
-                                                      until="segmentation")
-    finally:
-        policy.close()
+    result = Pipeline(config, offload=offload_policy(config)).run(_input(reference_run), name="fresh",
+                                                                  until="segmentation")
     assert result.record("segmentation")["where"].startswith(f"{fresh_user.pw_name}@")
     assert_same_segmentation(result.run_dir / "segmentation", reference_run / "segmentation")
     assert not any((home / "tangram data").iterdir())  # scratch cleaned up

@@ -32,11 +32,7 @@ def run_thunder(config: Any, video: Path, name: str, until: str = "segmentation"
     from tangram.runner import Pipeline
     from thunder.executor import offload_policy
 
-    policy = offload_policy(config)
-    try:
-        return Pipeline(config, offload=policy).run(video, name=name, until=until)
-    finally:
-        policy.close()
+    return Pipeline(config, offload=offload_policy(config)).run(video, name=name, until=until)  # closes it
 
 
 def leftovers(remote_dirs: dict[str, Path], name: str) -> list[Path]:
