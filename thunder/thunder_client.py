@@ -740,10 +740,37 @@ def _measure_throughput(client: ThunderClient, data_dir: str, size: int) -> tupl
     return sent.mb_per_s, got.mb_per_s
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from thunder.cli import main_thunder
+def add_test_options(p: Any) -> None:
+    p.add_argument("--probe-mb", type=float, default=16.0, help="size of the throughput probe (MB)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    return main_thunder(["test", *(sys.argv[1:] if argv is None else argv)])
+
+def connection_test(config: Any, args: Any) -> int:
+    """The connection test on the configured host: prints the report, records it for the scorer."""
+    from thunder.scorer import save_host_report
+
+    with ThunderClient(config.thunder) as client:
+        report = probe_host(client, int(args.probe_mb * 1e6))
+    save_host_report(config.thunder, report)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+        print("Thunder host usable.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from thunder.options import add_common_options, load_thunder_config, run_command
+
+    p = argparse.ArgumentParser(prog="thunder_client.py", description="Thunder connection test "
+                                "(the same as `tangram thunder test`).")
+    add_common_options(p)
+    add_test_options(p)
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    return run_command(lambda: connection_test(load_thunder_config(args), args))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def run_sfm(
 ) -> SfmResult:
     """Reconstruct the images (names relative to image_dir); the database lives in a temp folder."""
     timings: dict[str, float] = {}
+    pycolmap.set_random_seed(options.seed)  # COLMAP's global generator (RANSAC everywhere)
     with tempfile.TemporaryDirectory(prefix="tangram-sfm-") as tmp:
         db = Path(tmp) / "database.db"
         progress("extracting SIFT features")

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pybullet as p
-import pybullet_data
-from pybullet_utils.bullet_client import BulletClient
 
 from tangram.errors import TangramError
 from tangram.fileio import read_json
 from tangram.planning.world import scene_graph_from_objects
+from tangram.sim.bullet import BulletClient, connect, pybullet_data
 
 CLASS_COLORS = {
     "cup": (215, 40, 25),
@@ -92,7 +90,7 @@ def scene_graph_from_ground_truth(sample_dir: Path | str) -> dict[str, Any]:
     table_from_world = np.linalg.inv(world_from_table)
     table_yaw = math.atan2(world_from_table[1, 0], world_from_table[0, 0])
     inside = {r["subject"]: r["object"] for r in gt.get("relations", []) if r["relation"] == "inside"}
-    client = BulletClient(connection_mode=p.DIRECT)
+    client, _ = connect()
     try:
         objects = []
         for obj in gt["objects"]:

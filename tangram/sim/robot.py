@@ -13,7 +13,8 @@ import os
 from collections.abc import Callable
 
 import numpy as np
-import pybullet_data
+
+from tangram.sim.bullet import pybullet_data
 
 ARM_JOINTS = tuple(range(7))
 FINGER_JOINTS = (9, 10)

@@ -15,11 +15,11 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import pybullet_data
 
 from tangram.assets import write_bowl_urdf
 from tangram.assets.meshes import BowlProfile
 from tangram.planning.world import SceneObject, World
+from tangram.sim.bullet import pybullet_data
 
 DATA = Path(pybullet_data.getDataPath())
 TABLE_THICKNESS = 0.04

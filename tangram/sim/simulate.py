@@ -11,7 +11,6 @@ parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes"
 from __future__ import annotations
 
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -21,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pybullet as p
-from pybullet_utils.bullet_client import BulletClient
 
 from config import SimulationConfig
 from tangram.errors import StageFailed
@@ -30,6 +27,8 @@ from tangram.planning.actions import ActionParseError, parse_plan
 from tangram.planning.symbolic import initial_state
 from tangram.planning.tasks import TaskNotUnderstood, parse_task
 from tangram.planning.world import World
+from tangram.sim.bullet import connect
+from tangram.sim.bullet import pybullet as p
 from tangram.sim.executor import Executor
 from tangram.sim.robot import PandaArm
 from tangram.sim.scene import SceneBuilder
@@ -38,15 +37,6 @@ from tangram.sim.video import Camera, Recorder
 SIM_FORMAT = "tangram.sim/1"
 TIME_STEP = 1.0 / 240.0
 ProgressFn = Callable[[float, float | None, str], None]
-
-
-def _connect(gui: bool) -> tuple[BulletClient, str]:
-    if gui and os.environ.get("DISPLAY"):
-        try:
-            return BulletClient(connection_mode=p.GUI), "gui"
-        except Exception:
-            pass
-    return BulletClient(connection_mode=p.DIRECT), "direct"
 
 
 def simulate(
@@ -65,7 +55,7 @@ def simulate(
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     t_start = time.perf_counter()
-    client, mode = _connect(cfg.gui)
+    client, mode = connect(cfg.gui)
     work = Path(tempfile.mkdtemp(prefix="tangram-sim-"))
     recorder: Recorder | None = None
     try:
