@@ -2,6 +2,7 @@
 
     python scripts/lockfile.py requirements.lock --without llama-cpp-python
     python scripts/lockfile.py requirements.lock --only pip
+    .venv/bin/python scripts/lockfile.py requirements.lock --extraneous   (installed here, not locked)
 
 Standard library only: it runs before anything is installed.
 """
@@ -38,7 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--without", nargs="+", default=[])
     group.add_argument("--only", nargs="+", default=[])
+    group.add_argument("--extraneous", action="store_true",
+                       help="names of distributions installed in this interpreter that the lock does not pin")
     args = parser.parse_args(argv)
+    if args.extraneous:
+        import importlib.metadata as md
+
+        locked = {name for name, _ in entries(args.lock.read_text())} | {"tangram"}
+        names = {_norm(d.metadata["Name"]) for d in md.distributions()}
+        print("\n".join(sorted(names - locked)))
+        return 0
     without, only = {_norm(n) for n in args.without}, {_norm(n) for n in args.only}
     picked = [entry for name, entry in entries(args.lock.read_text())
               if (name in only if only else name not in without)]

@@ -19,11 +19,21 @@ WANT="$(cat "$LOCK" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "tangram setup: installing requirements.lock (first time: a few minutes)" >&2
   VPY="$VENV/bin/python"
+  LOG="$VENV/.tangram-setup.log"
+  : > "$LOG"
   sel() { "$VPY" "$ROOT/scripts/lockfile.py" "$LOCK" "$@"; }
+  # pip's own chatter (mirror warnings, build-backend notices) goes to the log, shown on failure.
+  pipi() { "$VPY" -m pip install -q --disable-pip-version-check "$@" >>"$LOG" 2>&1 || {
+    tail -n 30 "$LOG" >&2; echo "tangram setup: pip install failed; full log: $LOG" >&2; exit 1; }; }
   # pip itself first, from the lock; then every other locked package, hash-checked, no resolver.
   # llama-cpp-python (test-only, compiled) is left to scripts/llm_server.sh.
-  "$VPY" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r <(sel --only pip)
-  "$VPY" -m pip install -q --require-hashes --no-deps -r <(sel --without pip llama-cpp-python)
-  "$VPY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
+  pipi --require-hashes --no-deps -r <(sel --only pip)
+  pipi --require-hashes --no-deps -r <(sel --without pip llama-cpp-python)
+  pipi --no-deps --no-build-isolation -e "$ROOT"
+  # a lock update may drop packages: the venv holds what the lock says and nothing else
+  EXTRA="$("$VPY" "$ROOT/scripts/lockfile.py" "$LOCK" --extraneous)"
+  if [ -n "$EXTRA" ]; then
+    "$VPY" -m pip uninstall -y -q $EXTRA >>"$LOG" 2>&1 || true
+  fi
   echo "$WANT" > "$STAMP"
 fi
