@@ -4,6 +4,7 @@
     tangram sample [--out DIR] [--seed N]
     tangram thunder test|setup
     tangram jobs submit|status|fetch
+    tangram report RUN_OR_BATCH_FOLDER
 
 Exit codes: 0 all requested stages done; 1 the run finished but some stage failed or was
 skipped (the manifest says why); 2 bad input or settings (one line on stderr); 130 cancelled.
@@ -23,7 +24,7 @@ from tangram.stages import MODES, STAGE_ORDER
 
 log = logging.getLogger("tangram")
 
-SUBCOMMANDS = ("run", "sample", "thunder", "jobs")
+SUBCOMMANDS = ("run", "sample", "thunder", "jobs", "report")
 
 
 def build_run_parser() -> argparse.ArgumentParser:
@@ -146,6 +147,10 @@ def _dispatch(command: str, argv: list[str]) -> int:
         from thunder.cli import main_jobs
 
         return main_jobs(argv)
+    if command == "report":
+        from tangram.report.cli import main_report
+
+        return main_report(argv)
     return _run(build_run_parser().parse_args(argv))
 
 

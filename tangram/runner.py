@@ -151,6 +151,7 @@ class Pipeline:
                 for stage in stages:
                     self._check_cancel()
                     self._run_stage(stage, run_dir, manifest, stage in stale)
+                _write_report(run_dir)
         return RunResult(run_dir, manifest, stages)
 
     # -- one stage --------------------------------------------------------------------------
@@ -258,6 +259,16 @@ class Pipeline:
         if self.cancel_event.is_set():
             raise Cancelled("run cancelled")
 
+
+
+def _write_report(run_dir: Path) -> None:
+    """exports/<run>/report.html (tangram.report); a report that cannot be written never fails the run."""
+    try:
+        from tangram.report import write_run_report
+
+        write_run_report(run_dir)
+    except Exception as exc:
+        log.warning("report.html not written: %s: %s", type(exc).__name__, exc)
 
 
 def _read_manifest(run_dir: Path, input_path: Path) -> dict[str, Any]:
