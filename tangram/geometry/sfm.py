@@ -84,6 +84,11 @@ def _extract(db: Path, image_dir: Path, names: Sequence[str], options: SfmOption
         reader.camera_params = f"{fx},{fy},{cx},{cy}"
     else:
         reader.camera_model = options.camera_model
+    # Images enter the database first, one thread, in name order: their ids (which decide the mapper's
+    # visiting order) are then the same on every run; extraction in parallel would number them by
+    # whichever thread finished first, and the model would differ from run to run.
+    pycolmap.Database.open(db).close()  # creates the empty database
+    pycolmap.import_images(db, image_dir, pycolmap.CameraMode.SINGLE, list(names), reader)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = options.max_image_size
     extraction.num_threads = options.num_threads
