@@ -120,6 +120,40 @@ class ThunderConfig(_Section):
     gpu_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)
 
 
+class FleetHost(_Section):
+    """One host of a fleet (`tangram batch --hosts`); unset SSH fields come from the thunder section."""
+
+    host: str
+    user: str | None = None  # default: thunder.ssh_user
+    port: int | None = Field(None, ge=1, le=65535)  # default: thunder.ssh_port
+    key_path: str | None = None  # default: thunder.ssh_key_path
+    known_hosts_path: str | None = None  # default: thunder.known_hosts_path
+    remote_home: str | None = None  # default: thunder.remote_home (the `tangram thunder setup` venvs)
+    remote_python: str | None = None  # python3 that creates the worker venv; default thunder.remote_python
+    gpus: int | None = Field(None, ge=0)  # CUDA GPUs (GPU=1 per worker on one); None: nvidia-smi on the host
+    workers: int | None = Field(None, ge=1)  # worker processes; default: one per GPU, else one
+    threads: int = Field(1, ge=1)  # threads per worker (stages are CPU-heavy: one is right)
+    price_per_hour: float | None = Field(None, ge=0.0)  # USD; default thunder.price_per_hour
+    memory_limit: str = "auto"  # per worker, as Dask takes it ("auto", "8GB", 0 for none)
+
+
+class FleetConfig(_Section):
+    hosts: list[FleetHost] = []  # SSH hosts of the fleet; empty: a LocalCluster on this machine
+    scheduler: str | None = None  # tcp://HOST:PORT of a Dask cluster you already run
+    workers: int | None = Field(None, ge=1)  # LocalCluster workers; default: half the cores, at least 1
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "auto"  # LocalCluster, per worker
+    local_price_per_hour: float = Field(0.0, ge=0.0)  # USD per hour of this machine, for cost figures
+    retries: int = Field(2, ge=0)  # extra attempts of a task that raised (a worker's death is retried anyway)
+    window: int | None = Field(None, ge=1)  # inputs in flight at once; default 2 x workers (bounds memory)
+    metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus endpoint; None: off, 0: any free port
+    dashboard_port: int | None = Field(8787, ge=0, le=65535)  # Dask dashboard (and its /metrics); None: off
+    scheduler_port: int = Field(0, ge=0, le=65535)  # SSH fleets: the scheduler's port on the first host
+    connect_timeout_s: float = Field(10.0, gt=0)  # SSH and scheduler connections
+    gpu_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)  # of one GPU, split among the workers sharing it
+    workers_per_gpu: int = Field(1, ge=1)  # several workers may share one GPU (memory fraction split)
+
+
 class TangramConfig(_Section):
     run: RunConfig = RunConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -129,6 +163,7 @@ class TangramConfig(_Section):
     planning: PlanningConfig = PlanningConfig()
     simulation: SimulationConfig = SimulationConfig()
     thunder: ThunderConfig = ThunderConfig()
+    fleet: FleetConfig = FleetConfig()
 
 
 # The Thunder Compute host, as users edit it. `thunder` in TangramConfig starts from these values.

@@ -24,7 +24,7 @@ from tangram.stages import MODES, STAGE_ORDER
 
 log = logging.getLogger("tangram")
 
-SUBCOMMANDS = ("run", "sample", "thunder", "jobs", "report")
+SUBCOMMANDS = ("run", "sample", "thunder", "jobs", "batch", "report")
 
 
 def build_run_parser() -> argparse.ArgumentParser:
@@ -147,6 +147,10 @@ def _dispatch(command: str, argv: list[str]) -> int:
         from thunder.cli import main_jobs
 
         return main_jobs(argv)
+    if command == "batch":
+        from tangram.fleet.cli import main_batch
+
+        return main_batch(argv)
     if command == "report":
         from tangram.report.cli import main_report
 

@@ -159,24 +159,11 @@ class Pipeline:
     def _stale_stages(self, stages: list[str], manifest: dict[str, Any], run_dir: Path,
                       forced: set[str]) -> list[str]:
         """Stages to (re)run: forced, changed inputs or settings, or downstream of a stage that reruns."""
-        stale: list[str] = []
-        for stage in stages:
-            spec = get_stage(stage)
-            if (stage in forced or any(r in stale for r in spec.requires)
-                    or not _is_current(stage, self._stage_hash(spec, manifest), manifest, run_dir)):
-                stale.append(stage)
-        return stale
+        return stale_stages(self.config, stages, manifest, run_dir, forced)
 
     def _stage_hash(self, spec: StageSpec, manifest: dict[str, Any]) -> str:
         """Input fingerprint, the stage's config sections and the identity of its upstream results."""
-        records = manifest["stages"]
-        return stable_hash({
-            "stage": spec.name,
-            "tangram": __version__,  # a new release may compute differently: don't reuse old outputs
-            "input": manifest["input"]["fingerprint"] if spec.uses_input else None,
-            "config": {s: public_dict(self.config)[s] for s in spec.config_sections},
-            "upstream": {r: records.get(r, {}).get("output_id") for r in spec.requires},
-        })
+        return stage_hash(self.config, spec, manifest)
 
     def _run_stage(self, stage: str, run_dir: Path, manifest: dict[str, Any], stale: bool) -> None:
         spec = get_stage(stage)
@@ -241,11 +228,7 @@ class Pipeline:
         })
 
     def _record(self, run_dir: Path, manifest: dict[str, Any], stage: str, record: dict[str, Any]) -> None:
-        record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        if record["status"] == "skipped":
-            log.warning("%s: skipped: %s", stage, record["reason"])
-        manifest["stages"][stage] = record
-        write_json(run_dir / MANIFEST, manifest)
+        record_stage(run_dir, manifest, stage, record)
         self.observer.stage_finished(stage, record)
 
     def _progress_fn(self, stage: str) -> Callable[..., None]:
@@ -376,3 +359,65 @@ def default_input(seed: int = 0) -> Path:
     from tangram.sample_scene import ensure_sample
 
     return ensure_sample(seed)
+
+
+# -- the pieces a driver over many runs reuses (tangram.fleet): same hashes, records, imports --
+
+
+def stage_hash(config: TangramConfig, spec: StageSpec, manifest: dict[str, Any]) -> str:
+    """The `input_hash` of a stage: input fingerprint, its config sections, its upstream output ids."""
+    records = manifest["stages"]
+    return stable_hash({
+        "stage": spec.name,
+        "tangram": __version__,  # a new release may compute differently: don't reuse old outputs
+        "input": manifest["input"]["fingerprint"] if spec.uses_input else None,
+        "config": {s: public_dict(config)[s] for s in spec.config_sections},
+        "upstream": {r: records.get(r, {}).get("output_id") for r in spec.requires},
+    })
+
+
+def stale_stages(config: TangramConfig, stages: Sequence[str], manifest: dict[str, Any], run_dir: Path,
+                 forced: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Stages to (re)run: forced, changed inputs or settings, or downstream of a stage that reruns."""
+    stale: list[str] = []
+    for stage in stages:
+        spec = get_stage(stage)
+        if (stage in forced or any(r in stale for r in spec.requires)
+                or not _is_current(stage, stage_hash(config, spec, manifest), manifest, run_dir)):
+            stale.append(stage)
+    return stale
+
+
+def record_stage(run_dir: Path, manifest: dict[str, Any], stage: str, record: dict[str, Any]) -> None:
+    """Put a stage's record into the manifest and write it (atomically)."""
+    record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if record["status"] == "skipped":
+        log.warning("%s: skipped: %s", stage, record["reason"])
+    manifest["stages"][stage] = record
+    write_json(run_dir / MANIFEST, manifest)
+
+
+def done_record(outcome: StageOutcome, input_hash: str, seconds: float) -> dict[str, Any]:
+    """The manifest record of a finished stage that took `seconds`."""
+    record = _done_record(outcome, input_hash, time.perf_counter())
+    record["seconds"] = round(seconds, 3)
+    return record
+
+
+def import_stage_dir(run_dir: Path, manifest: dict[str, Any], stage: str, src_dir: Path,
+                     record: dict[str, Any]) -> None:
+    """Move a finished stage folder made elsewhere into `run_dir/<stage>/` and record it. `src_dir`
+    must be on the same file system (a `.tmp-<stage>-*` folder inside the run folder): the
+    rename is atomic, and an interrupted import leaves a temp folder the next run removes."""
+    _replace_dir(src_dir, run_dir / stage)
+    record_stage(run_dir, manifest, stage, record)
+
+
+def open_run_manifest(run_dir: Path, input_path: Path) -> dict[str, Any]:
+    """The run folder's manifest for this input (fingerprinted), with temp folders of an
+    interrupted run cleared; call it while holding `locked_run_dir(run_dir)`."""
+    _remove_stale_temp_dirs(run_dir)
+    return _read_manifest(run_dir, input_path)
+
+
+locked_run_dir = _locked_run_dir

@@ -1,0 +1,351 @@
+"""The Dask cluster a batch runs on: an embedded LocalCluster, SSH hosts, or a scheduler you run.
+
+- No hosts: `distributed.LocalCluster` on this machine (`--workers`, default half the cores).
+- SSH hosts (`--hosts`, `--hosts-file` or `[fleet] hosts`): Dask's own SSH deployment classes
+  (`distributed.deploy.ssh.Scheduler` / `Worker`, what `SSHCluster` is made of), one worker spec per
+  worker so that each can advertise its own resources (`GPU=1` per GPU, `CUDA_VISIBLE_DEVICES`).
+  The scheduler runs on the first host, as with `SSHCluster`. Before anything starts, each host is
+  checked with Thunder's client (host key verified against known_hosts — an unknown key is refused
+  with the ssh-keyscan / trust-on-first-use fix, a changed one always — then authentication) and
+  gets TANGRAM's worker venv from `tangram thunder setup` (`thunder.bootstrap.ensure_worker`), whose
+  python then runs the Dask processes. asyncssh then connects with the same known_hosts file, key,
+  user and port: no key is ever accepted silently.
+- `--scheduler tcp://HOST:PORT`: a Dask cluster the user runs (Kubernetes, HPC, dask-ssh...); it
+  must answer within fleet.connect_timeout_s and have at least one worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config import FleetHost, TangramConfig, ThunderConfig
+from tangram.errors import TangramError
+from tangram.fleet.tasks import GPU_SHARE_ENV
+
+log = logging.getLogger("tangram.fleet")
+
+HOST_KEYS = {"gpus": int, "workers": int, "threads": int, "price_per_hour": float, "price": float,
+             "user": str, "port": int, "key_path": str, "key": str, "known_hosts_path": str,
+             "remote_home": str, "remote_python": str, "memory_limit": str}
+
+
+@dataclass
+class HostSpec:
+    """One SSH host with its Thunder-style connection settings."""
+
+    label: str  # user@host[:port], as logs, batch.json and the metrics name it
+    thunder: ThunderConfig
+    gpus: int | None
+    workers: int | None
+    threads: int
+    price_per_hour: float
+    memory_limit: str
+
+    @property
+    def address(self) -> str:
+        return self.thunder.ssh_host
+
+
+def parse_host(text: str, config: TangramConfig) -> FleetHost:
+    """`[user@]host[:port][,key=value...]`, or the host of a [fleet] hosts entry with that name."""
+    head, *opts = [t for t in text.replace(",", " ").split() if t]
+    known = {h.host: h for h in config.fleet.hosts}
+    values: dict[str, Any] = known[head].model_dump() if head in known else {}
+    if head not in known:
+        user, _, rest = head.rpartition("@")
+        host, port = rest, None
+        if rest.count(":") == 1:
+            host, _, port_text = rest.partition(":")
+            try:
+                port = int(port_text)
+            except ValueError:
+                raise TangramError(f"bad port in host {text!r}") from None
+        values.update(host=host, user=user or None, port=port)
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if not sep or key not in HOST_KEYS:
+            raise TangramError(f"bad host option {opt!r} in {text!r}; known: {', '.join(sorted(HOST_KEYS))}")
+        try:
+            parsed = HOST_KEYS[key](value)
+        except ValueError:
+            raise TangramError(f"bad value in host option {opt!r}") from None
+        values[{"price": "price_per_hour", "key": "key_path"}.get(key, key)] = parsed
+    if not values.get("host"):
+        raise TangramError(f"empty host name in {text!r}")
+    try:
+        return FleetHost(**values)
+    except ValueError as exc:
+        raise TangramError(f"bad host {text!r}: {exc}") from None
+
+
+def read_hosts_file(path: Path, config: TangramConfig) -> list[FleetHost]:
+    """One host per line (`user@host:port gpus=1 price_per_hour=2.5`); # starts a comment."""
+    if not path.is_file():
+        raise TangramError(f"hosts file not found: {path}")
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    hosts = [parse_host(line, config) for line in lines if line]
+    if not hosts:
+        raise TangramError(f"hosts file {path} lists no host")
+    return hosts
+
+
+def host_spec(host: FleetHost, config: TangramConfig) -> HostSpec:
+    base = config.thunder
+    update = {"enabled": True, "ssh_host": host.host, "ssh_user": host.user or base.ssh_user,
+              "ssh_port": host.port or base.ssh_port, "ssh_key_path": host.key_path or base.ssh_key_path,
+              "known_hosts_path": host.known_hosts_path or base.known_hosts_path,
+              "remote_home": host.remote_home or base.remote_home,
+              "remote_python": host.remote_python or base.remote_python,
+              "connect_timeout_s": config.fleet.connect_timeout_s}
+    thunder = base.model_copy(update=update)
+    if not thunder.ssh_user:
+        import getpass
+
+        thunder = thunder.model_copy(update={"ssh_user": getpass.getuser()})
+    from thunder.thunder_client import host_label
+
+    price = host.price_per_hour if host.price_per_hour is not None else base.price_per_hour
+    return HostSpec(host_label(thunder), thunder, host.gpus, host.workers, host.threads, price, host.memory_limit)
+
+
+# -- the running cluster -----------------------------------------------------------------------
+
+
+@dataclass
+class FleetCluster:
+    kind: str  # "local" | "ssh" | "scheduler"
+    client: Any  # distributed.Client
+    cluster: Any | None  # what we started (closed by close()), None for a user's scheduler
+    ships_input: bool  # workers do not share this machine's disk: send the input's bytes
+    hosts: dict[str, HostSpec] = field(default_factory=dict)  # label -> spec (ssh)
+    local_price_per_hour: float = 0.0
+
+    @property
+    def address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    @property
+    def dashboard(self) -> str | None:
+        with contextlib.suppress(Exception):
+            link = self.client.dashboard_link
+            if link and "{" not in link:
+                return str(link)
+        return None
+
+    @property
+    def dask_metrics_url(self) -> str | None:
+        link = self.dashboard
+        return link.rsplit("/status", 1)[0] + "/metrics" if link else None
+
+    def workers(self) -> list[dict[str, Any]]:
+        info = self.client.scheduler_info(n_workers=-1) if _takes_n_workers(self.client) else \
+            self.client.scheduler_info()
+        out = []
+        for address, w in sorted(info.get("workers", {}).items()):
+            out.append({"name": str(w.get("name", address)), "address": address,
+                        "host": self.host_of(str(w.get("name", "")), address),
+                        "resources": dict(w.get("resources") or {}), "nthreads": int(w.get("nthreads", 1))})
+        return out
+
+    def host_of(self, worker_name: str, worker_address: str) -> str:
+        """The host a worker runs on, as batch.json names it."""
+        if self.kind == "local":
+            return "local"
+        if "#" in worker_name:
+            return worker_name.rsplit("#", 1)[0]
+        host = worker_address.split("://", 1)[-1].rsplit(":", 1)[0]
+        return host or worker_name
+
+    def price_of(self, host: str) -> float:
+        if host == "local" or host == "client":
+            return self.local_price_per_hour
+        spec = self.hosts.get(host)
+        return spec.price_per_hour if spec else 0.0
+
+    def has_gpu(self) -> bool:
+        return any(w["resources"].get("GPU") for w in self.workers())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=10)
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close(timeout=20)
+
+
+def _takes_n_workers(client: Any) -> bool:
+    import inspect
+
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+
+
+def default_local_workers() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def local_gpu_count() -> int:
+    """CUDA GPUs on this machine (nvidia-smi), without importing torch; 0 on a CPU-only box."""
+    if not (os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")):
+        return 0
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+        return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return 0
+
+
+def start_local(config: TangramConfig, workers: int | None) -> FleetCluster:
+    from distributed import Client, LocalCluster
+
+    fleet = config.fleet
+    n = workers or fleet.workers or default_local_workers()
+    gpus = local_gpu_count()
+    kwargs: dict[str, Any] = {}
+    if gpus:  # every local worker may use the GPU; each takes its share of the memory
+        kwargs["resources"] = {"GPU": 1}
+        kwargs["env"] = {GPU_SHARE_ENV: str(n)}
+    dashboard = f"127.0.0.1:{fleet.dashboard_port}" if fleet.dashboard_port is not None else None
+    cluster = LocalCluster(n_workers=n, threads_per_worker=fleet.threads_per_worker, processes=True,
+                           host="127.0.0.1", dashboard_address=dashboard, memory_limit=fleet.memory_limit,
+                           silence_logs=logging.WARNING, **kwargs)
+    client = Client(cluster, timeout=fleet.connect_timeout_s)
+    log.info("fleet: LocalCluster with %d worker(s) at %s", n, cluster.scheduler_address)
+    return FleetCluster("local", client, cluster, ships_input=False,
+                        local_price_per_hour=fleet.local_price_per_hour)
+
+
+def connect_scheduler(config: TangramConfig, address: str) -> FleetCluster:
+    from distributed import Client
+
+    timeout = config.fleet.connect_timeout_s
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise TangramError(f"Dask scheduler {address} does not answer: {exc}".splitlines()[0]) from None
+    except ValueError as exc:
+        raise TangramError(f"bad scheduler address {address!r}: {exc}") from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        client.close()
+        raise TangramError(f"Dask scheduler {address} has no workers (waited {timeout:.0f} s)") from None
+    log.info("fleet: connected to the Dask scheduler %s", address)
+    return FleetCluster("scheduler", client, None, ships_input=True,
+                        local_price_per_hour=config.fleet.local_price_per_hour)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(spec: HostSpec) -> tuple[str, int]:
+    """Host key, authentication and TANGRAM's worker venv on one host, before anything starts.
+    Returns (the venv's python, the GPU count). Raises ThunderError (a TangramError, one line)."""
+    from thunder.bootstrap import ensure_worker
+    from thunder.thunder_client import ThunderClient
+
+    with ThunderClient(spec.thunder) as client:
+        env = ensure_worker(client)
+        gpus = spec.gpus
+        if gpus is None:
+            result = client.run(["sh", "-c", "command -v nvidia-smi >/dev/null && nvidia-smi -L || true"])
+            gpus = sum(1 for line in result.stdout_tail if line.startswith("GPU "))
+    return env.python, gpus
+
+
+def connect_options(spec: HostSpec) -> dict[str, Any]:
+    """asyncssh options matching the Thunder settings: known_hosts verified, our key only."""
+    cfg = spec.thunder
+    return {"port": cfg.ssh_port, "username": cfg.ssh_user,
+            "client_keys": [str(Path(cfg.ssh_key_path).expanduser())],
+            "known_hosts": str(Path(cfg.known_hosts_path).expanduser()),
+            "agent_path": None, "connect_timeout": cfg.connect_timeout_s}
+
+
+def start_ssh(config: TangramConfig, hosts: list[FleetHost]) -> FleetCluster:
+    from distributed import Client, SpecCluster
+    from distributed.deploy.ssh import Scheduler, Worker
+
+    fleet = config.fleet
+    specs = [host_spec(h, config) for h in hosts]
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise TangramError(f"a host is listed twice: {', '.join(labels)}")
+    pythons, gpu_counts = [], []
+    for spec in specs:  # every host checked before anything starts
+        python, gpus = check_host(spec)
+        pythons.append(python)
+        gpu_counts.append(gpus)
+        log.info("fleet: %s ready (%s, %d GPU)", spec.label, python, gpus)
+    first = specs[0]
+    scheduler_kwargs: dict[str, Any] = {"port": fleet.scheduler_port,
+                                        "dashboard_address": f":{fleet.dashboard_port}"
+                                        if fleet.dashboard_port is not None else None}
+    if _is_loopback(first.address):
+        scheduler_kwargs["host"] = first.address
+    scheduler = {"cls": Scheduler, "options": {
+        "address": first.address, "connect_options": connect_options(first), "kwargs": scheduler_kwargs,
+        "remote_python": shlex.quote(pythons[0])}}
+    workers: dict[str, dict[str, Any]] = {}
+    for spec, python, gpus in zip(specs, pythons, gpu_counts, strict=True):
+        count = spec.workers or max(1, gpus * fleet.workers_per_gpu)
+        for i in range(count):
+            name = f"{spec.label}#{i}"
+            kwargs: dict[str, Any] = {"name": name, "nthreads": spec.threads, "memory_limit": spec.memory_limit}
+            if _is_loopback(spec.address):
+                kwargs["host"] = spec.address
+            if gpus:
+                kwargs["resources"] = {"GPU": 1}
+                share = max(1, -(-count // gpus))
+                kwargs["env"] = {"CUDA_VISIBLE_DEVICES": str(i % gpus), GPU_SHARE_ENV: str(share)}
+            workers[name] = {"cls": Worker, "options": {
+                "address": spec.address, "connect_options": connect_options(spec), "kwargs": kwargs,
+                "worker_class": "distributed.Nanny", "remote_python": shlex.quote(python)}}
+    try:
+        cluster = SpecCluster(workers, scheduler, name="SSHCluster")
+    except Exception as exc:
+        raise TangramError(f"starting Dask over SSH failed: {_one_line(exc)}") from None
+    client = Client(cluster, timeout=fleet.connect_timeout_s)
+    try:
+        client.wait_for_workers(len(workers), timeout=max(60.0, 6 * fleet.connect_timeout_s))
+    except TimeoutError:
+        log.warning("fleet: only %d of %d workers joined", len(client.scheduler_info()["workers"]), len(workers))
+    log.info("fleet: SSH cluster, scheduler %s on %s, %d worker(s) on %s", cluster.scheduler_address,
+             first.label, len(workers), ", ".join(labels))
+    return FleetCluster("ssh", client, cluster, ships_input=True, hosts={s.label: s for s in specs},
+                        local_price_per_hour=fleet.local_price_per_hour)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def open_cluster(config: TangramConfig, workers: int | None = None, hosts: list[FleetHost] | None = None,
+                 scheduler: str | None = None) -> FleetCluster:
+    """The cluster for a batch; TangramError (exit 2) for bad settings, before anything starts."""
+    scheduler = scheduler or config.fleet.scheduler
+    hosts = hosts if hosts is not None else list(config.fleet.hosts)
+    if scheduler and hosts:
+        raise TangramError("give either --scheduler or hosts, not both")
+    if scheduler:
+        return connect_scheduler(config, scheduler)
+    if hosts:
+        return start_ssh(config, hosts)
+    return start_local(config, workers)
