@@ -28,8 +28,21 @@ class TrackingConfig(_Section):
     # A path, a file name looked up in $TANGRAM_MODEL_DIR, or an Ultralytics asset name that
     # Ultralytics downloads when online (.pt, .onnx and .tflite exports all work).
     weights: str = "yolov8n.pt"
-    tracker: str = "bytetrack.yaml"  # any Ultralytics tracker config: bytetrack.yaml, botsort.yaml
-    conf: float = Field(0.25, ge=0.0, le=1.0)
+    # Any Ultralytics tracker config (botsort.yaml, bytetrack.yaml, a file); the fields below
+    # override the keys it has, and the effective config is saved as tracking/tracker.yaml.
+    tracker: str = "botsort.yaml"
+    conf: float = Field(0.25, ge=0.0, le=1.0)  # to start a track or match first (track_high/new_track_thresh)
+    low_conf: float = Field(0.1, ge=0.0, le=1.0)  # down to this, detections keep tracks alive (track_low_thresh)
+    match_thresh: float = Field(0.8, ge=0.0, le=1.0)
+    track_buffer_s: float = Field(2.0, gt=0.0)  # seconds of video a lost track waits to be found again
+    # camera-motion compensation; sparseOptFlow measured worse on real hand-held clips (bench)
+    gmc_method: Literal["sparseOptFlow", "orb", "sift", "ecc", "none"] = "none"
+    with_reid: bool = True  # BoT-SORT ReID from the detector's own features (PyTorch detectors only)
+    agnostic_nms: bool = True  # one box per place across classes: no duplicate ids from class flicker
+    image_fps: float = Field(2.0, gt=0.0)  # frame rate assumed for image folders (they have none)
+    stitch: bool = True  # join fragments of one object offline (tangram.tracklets.stitch)
+    stitch_max_gap_s: float = Field(3.0, ge=0.0)
+    stitch_min_appearance: float = Field(0.6, ge=0.0, le=1.0)  # colour-histogram similarity to join
     iou: float = Field(0.7, ge=0.0, le=1.0)
     imgsz: int = Field(640, ge=32)
     frame_stride: int = Field(1, ge=1)  # track every n-th frame
@@ -72,8 +85,13 @@ class ReconstructionConfig(_Section):
     min_object_points: int = Field(8, ge=1)  # fewer supporting 3D points: position from rays (fallback)
     # Tracks seen in fewer than this share of the tracked frames are detector noise, not objects.
     min_track_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # ...unless they triangulate consistently from this many registered keyframes (a walk past it).
+    min_object_views: int = Field(4, ge=2)
     # Detections of these classes are the supporting furniture itself, not objects on it.
-    surface_classes: list[str] = ["dining table", "desk", "bed", "bench", "couch"]
+    surface_classes: list[str] = ["dining table", "desk", "bed"]
+    # Furniture stands on the floor, never on the table: placed by triangulation, it votes on the
+    # metric scale (chair and sofa heights above a found floor) and is never `on` the table.
+    furniture_classes: list[str] = ["chair", "couch", "bench", "toilet"]
     seed: int = 0  # RANSAC and mapper seeds: the same input gives the same model
 
 

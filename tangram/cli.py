@@ -192,14 +192,21 @@ def _sample(argv: list[str]) -> int:
                                 "(video + ground truth: camera poses, boxes, masks, 3D objects).")
     p.add_argument("--out", type=Path, help="output folder (default: the sample cache folder)")
     p.add_argument("--seed", type=int, default=0, help="scene seed; the same seed gives the same video")
+    p.add_argument("--scenario", metavar="NAME",
+                   help="a harder variant with exact ground truth: shuffle (identical cups swapped around), "
+                   "occlusion (a board sweeps in front of the objects), fast (a 6 fps hand-held clip); "
+                   "default: the plain sample")
     args = p.parse_args(argv)
     from tangram.logs import setup_logging
     from tangram.progress import simple_progress
-    from tangram.sample_scene import default_sample_path, render_sample
+    from tangram.sample_scene import default_sample_path, get_scenario, render_sample
 
+    if args.scenario is not None:
+        get_scenario(args.scenario)  # unknown name: one-line error listing the names, exit 2
     setup_logging()
-    out = args.out or default_sample_path(args.seed)
-    with simple_progress("rendering sample scene") as progress:
-        scene = render_sample(out, seed=args.seed, progress=progress)
+    out = args.out or default_sample_path(args.seed, args.scenario)
+    label = f"rendering sample scenario {args.scenario}" if args.scenario else "rendering sample scene"
+    with simple_progress(label) as progress:
+        scene = render_sample(out, seed=args.seed, progress=progress, scenario=args.scenario)
     print(scene.video_path)
     return 0

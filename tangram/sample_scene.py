@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,9 @@ class SampleScene:
 # Public API
 
 
-def default_sample_path(seed: int = 0) -> Path:
-    """Cache folder of a seed's sample, versioned by FORMAT_VERSION.
+def default_sample_path(seed: int = 0, scenario: str | None = None) -> Path:
+    """Cache folder of a seed's sample (or of one of its `SCENARIOS`), versioned by FORMAT_VERSION
+    (and SCENARIO_VERSION for scenarios).
 
     $TANGRAM_CACHE_DIR, else $XDG_CACHE_HOME/tangram, else ~/.cache/tangram.
     """
@@ -173,16 +175,20 @@ def default_sample_path(seed: int = 0) -> Path:
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = Path(xdg) / "tangram" if xdg else Path.home() / ".cache" / "tangram"
-    return Path(base).expanduser() / f"sample-seed{seed}-v{FORMAT_VERSION}"
+    if scenario is None:
+        return Path(base).expanduser() / f"sample-seed{seed}-v{FORMAT_VERSION}"
+    get_scenario(scenario)
+    return Path(base).expanduser() / f"sample-{scenario}-seed{seed}-v{FORMAT_VERSION}.{SCENARIO_VERSION}"
 
 
-def ensure_sample(seed: int = 0, progress: ProgressFn = no_progress) -> Path:
-    """The video of the cached sample for `seed`, rendering it (about 30 s) if it is not there yet."""
-    root = default_sample_path(seed)
+def ensure_sample(seed: int = 0, progress: ProgressFn = no_progress, scenario: str | None = None) -> Path:
+    """The video of the cached sample for `seed` (and `scenario`), rendering it if it is not there yet
+    (about 30 s for the default sample)."""
+    root = default_sample_path(seed, scenario)
     try:
         return load_sample(root).video_path
     except TangramError:  # missing, or unreadable: render afresh
-        return render_sample(root, seed, progress=progress).video_path
+        return render_sample(root, seed, progress=progress, scenario=scenario).video_path
 
 
 def load_sample(out_dir: Path) -> SampleScene:
@@ -201,13 +207,18 @@ def load_sample(out_dir: Path) -> SampleScene:
     return SampleScene(out_dir, gt)
 
 
-def render_sample(out_dir: Path, seed: int = 0, *, num_frames: int = 100, fps: int = 10, width: int = 640,
-                  height: int = 480, progress: ProgressFn = no_progress) -> SampleScene:
-    """Render the sample for `seed` into `out_dir` (replacing it) and return its ground truth.
+def render_sample(out_dir: Path, seed: int = 0, *, num_frames: int | None = None, fps: int | None = None,
+                  width: int = 640, height: int = 480, progress: ProgressFn = no_progress,
+                  scenario: str | None = None) -> SampleScene:
+    """Render the sample for `seed` (or one of its `SCENARIOS`) into `out_dir` (replacing it) and
+    return its ground truth. num_frames and fps default to 100 and 10, or the scenario's.
 
     The render happens in a temporary sibling folder that is renamed onto `out_dir` only when
     complete, so a killed render never leaves a half sample behind.
     """
+    spec = get_scenario(scenario) if scenario is not None else None
+    num_frames = num_frames if num_frames is not None else spec.num_frames if spec else 100
+    fps = fps if fps is not None else spec.fps if spec else 10
     # H.264 in yuv420p needs even frame sizes.
     if num_frames < 1 or fps < 1 or width < 16 or height < 16 or width % 2 or height % 2:
         raise TangramError(f"cannot render a {width}x{height} sample of {num_frames} frames at {fps} fps: "
@@ -222,7 +233,10 @@ def render_sample(out_dir: Path, seed: int = 0, *, num_frames: int = 100, fps: i
     except OSError as exc:
         raise TangramError(f"cannot write the sample into {out_dir.parent}: {exc.strerror or exc}") from exc
     try:
-        _render_into(tmp, seed, num_frames, fps, width, height, progress)
+        if spec is None:
+            _render_into(tmp, seed, num_frames, fps, width, height, progress)
+        else:
+            _render_scenario_into(tmp, spec, seed, num_frames, fps, width, height, progress)
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -326,10 +340,10 @@ def _footprint(name: str) -> float:
     return next(s.footprint for s in OBJECTS if s.name == name)
 
 
-def _load_objects(client: BulletClient, asset_dir: Path, placement: dict[str, tuple[float, float, float]]
-                  ) -> list[_Body]:
+def _load_objects(client: BulletClient, asset_dir: Path, placement: dict[str, tuple[float, float, float]],
+                  specs: tuple[ObjectSpec, ...] = OBJECTS) -> list[_Body]:
     bodies = []
-    for gt_id, spec in enumerate(OBJECTS, start=1):
+    for gt_id, spec in enumerate(specs, start=1):
         x, y, yaw = placement[spec.name]
         orn = client.getQuaternionFromEuler((0.0, 0.0, yaw))
         urdf = _resolve_urdf(spec, asset_dir)
@@ -506,6 +520,7 @@ def _relations(client: BulletClient, bodies: list[_Body], table_id: int) -> list
     """'on' relations read from the settled contacts: what each object actually rests on."""
     names = {b.body_id: b.gt_id for b in bodies}
     names[table_id] = "table"
+    tray = next((b.gt_id for b in bodies if b.spec.name == "tray"), None)
     relations = []
     for b in bodies:
         supports = set()
@@ -515,13 +530,9 @@ def _relations(client: BulletClient, bodies: list[_Body], table_id: int) -> list
             if other in names and normal_z > 0.7:
                 supports.add(names[other])
         for support in sorted(supports, key=str):
-            relation = "inside" if support == _gt_id_of(bodies, "tray") else "on"
+            relation = "inside" if support == tray else "on"
             relations.append({"subject": b.gt_id, "relation": relation, "object": support})
     return relations
-
-
-def _gt_id_of(bodies: list[_Body], name: str) -> int:
-    return next(b.gt_id for b in bodies if b.spec.name == name)
 
 
 def _table_gt(first_world_from_camera: np.ndarray) -> dict[str, Any]:
@@ -601,12 +612,16 @@ def _colmap_camera(intr: dict[str, Any]) -> dict[str, Any]:
 
 
 def _film(client: BulletClient, bodies: list[_Body], root: Path, path: list[tuple[np.ndarray, np.ndarray]],
-          projection: list[float], width: int, height: int, fps: int, progress: ProgressFn) -> dict[str, Any]:
+          projection: list[float], width: int, height: int, fps: int, progress: ProgressFn,
+          before_frame: Callable[[int], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Render every camera of `path`; `before_frame(i)` may move bodies first and returns extra
+    ground truth for frame i."""
     (root / "masks").mkdir(parents=True, exist_ok=True)
     frames = []
     # near-lossless and single-threaded: the same seed must encode to the same bytes
     with VideoWriter(root / VIDEO_NAME, fps, (width, height), preset="medium", crf=16, threads=1) as writer:
         for index, (eye, target) in enumerate(path):
+            extra = before_frame(index) if before_frame is not None else {}
             view = _gl_view(client, eye, target)
             rgb, seg = _render(client, view, projection, width, height)
             writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
@@ -615,7 +630,7 @@ def _film(client: BulletClient, bodies: list[_Body], root: Path, path: list[tupl
             cv2.imwrite(str(root / mask_rel), mask)
             frames.append({"frame_index": index, "world_from_camera": _world_from_camera(view).tolist(),
                            "eye": eye.tolist(), "target": target.tolist(), "mask": mask_rel,
-                           "objects": entries})
+                           "objects": entries, **extra})
             progress(index + 1, len(path), "rendering the sample")
     return {"codec": writer.codec, "frames": frames}
 
@@ -637,3 +652,227 @@ _GT_DOC = (
     "first camera, z up). relations: subject gt_id rests 'on' object (gt_id or 'table'), 'inside' for the "
     "tray, read from physics contacts after settling."
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios: harder samples with the same kind of exact ground truth
+
+
+SCENARIO_VERSION = 1  # bump when a scenario's scene or motion changes: it names the cache folder
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A harder variant of the sample, reproducing a failure seen on real footage."""
+
+    name: str
+    description: str
+    num_frames: int
+    fps: int
+    sweep_deg: float = 120.0  # the camera's arc
+    shake_m: float = 0.0  # hand-held jitter: std of the camera's eye and look-at point, metres
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("shuffle", "three identical red cups swapped around by a scripted hand (shell game) while the camera "
+             "watches over a slow 30 degree arc: identities must survive swaps and the partial occlusions they cause",
+             num_frames=100, fps=10, sweep_deg=30.0),
+    Scenario("occlusion", "the default objects while an occluding board (10 x 80 cm) sweeps between the camera and "
+             "them, twice: every object disappears for a few frames and comes back",
+             num_frames=90, fps=10),
+    Scenario("fast", "the default scene filmed like a 6 fps hand-held clip: the 120 degree arc in 24 frames, "
+             "with camera shake", num_frames=24, fps=6, shake_m=0.012),
+)}
+
+_SHUFFLE_CUPS = tuple(ObjectSpec(f"cup {k}", "cup", "pybullet_data/objects/mug.urdf", 0.85, 0.30, 0.065,
+                                 rgba=(0.85, 0.15, 0.1, 1)) for k in (1, 2, 3))
+_SHUFFLE_SPACING = 0.15  # metres between neighbouring cup slots
+# (first frame, frames, slot a, slot b, turn direction): two cups trade places by turning half a
+# circle around their midpoint, the way a hand slides them; one passes in front of the other.
+_SHUFFLE_SWAPS = ((10, 18, 0, 1, 1.0), (34, 18, 1, 2, -1.0), (58, 22, 0, 2, 1.0), (84, 14, 0, 1, -1.0))
+_OCCLUDER_SIZE = (0.10, 0.02, 0.80)  # width, depth, height (m)
+_OCCLUDER_DISTANCE = 0.30  # metres in front of the camera, along its view of the look-at point
+_SCENARIO_DOC = (
+    "Scenario sample: as the default sample's ground truth (see doc), plus scenario/scenario_description. "
+    "Objects may move: objects[j] holds their pose at frame 0 and frames[i].object_positions maps gt_id "
+    "(string) to the world AABB centre at frame i. A gt object with coco_class null (the occluder) is not "
+    "a detection target but hides what is behind it: boxes and masks are of the visible pixels only."
+)
+
+
+def get_scenario(name: str) -> Scenario:
+    """The scenario called `name`; a one-line TangramError listing the names otherwise."""
+    if name not in SCENARIOS:
+        raise TangramError(f"unknown sample scenario {name!r}: choose one of {', '.join(sorted(SCENARIOS))}")
+    return SCENARIOS[name]
+
+
+def _occluder_urdf(asset_dir: Path) -> Path:
+    w, d, h = _OCCLUDER_SIZE
+    path = asset_dir / "occluder.urdf"
+    path.write_text(
+        '<?xml version="1.0"?>\n<robot name="occluder"><link name="base">'
+        '<inertial><mass value="0"/><inertia ixx="0" ixy="0" ixz="0" iyy="0" iyz="0" izz="0"/></inertial>'
+        f'<visual><geometry><box size="{w} {d} {h}"/></geometry>'
+        '<material name="slate"><color rgba="0.22 0.26 0.32 1"/></material></visual>'
+        '</link></robot>\n')
+    return path
+
+
+def _render_scenario_into(root: Path, scenario: Scenario, seed: int, num_frames: int, fps: int, width: int,
+                          height: int, progress: ProgressFn) -> None:
+    rng = np.random.default_rng(seed)
+    asset_dir = root / "assets"
+    progress(0, num_frames, f"building the {scenario.name} sample scene")
+    # The same streams as the default sample: the occlusion and fast scenes are the default scene.
+    tex_rng, place_rng, cam_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, 3))
+    room_urdf = write_room_urdf(asset_dir, tex_rng)
+    table_urdf = write_table_urdf(asset_dir, tex_rng, _TABLE)
+    write_bowl_urdf(asset_dir, tex_rng, BowlProfile())
+    write_teddy_urdf(asset_dir, tex_rng)
+    write_tennis_ball_urdf(asset_dir, tex_rng)
+    orbit = _Orbit(start=float(cam_rng.uniform(-math.pi, math.pi)), sweep=math.radians(scenario.sweep_deg))
+    if scenario.name == "shuffle":  # the arc's middle faces the row of cups
+        orbit = _Orbit(start=orbit.start, sweep=orbit.sweep, radius=0.55, height=0.32)
+    client = _connect()
+    try:
+        client.loadURDF(str(room_urdf), useFixedBase=True)
+        table_id = client.loadURDF(str(table_urdf), useFixedBase=True)
+        if scenario.name == "shuffle":
+            specs = _SHUFFLE_CUPS
+            placement = _shuffle_slots(orbit.middle)
+            placement = {spec.name: (*placement[k], float(place_rng.uniform(-math.pi, math.pi)))
+                         for k, spec in enumerate(specs)}
+        else:
+            specs = OBJECTS
+            placement = _place(place_rng, orbit.middle)
+        bodies = _load_objects(client, asset_dir, placement, specs)
+        settled_s = _settle(client, bodies)
+        objects = [_object_gt(client, b) for b in bodies]
+        relations = _relations(client, bodies, table_id)
+        projection = client.computeProjectionMatrixFOV(_FOV_Y_DEG, width / height, _NEAR, _FAR)
+        path = _camera_path(num_frames, orbit, _look_at(objects))
+        if scenario.shake_m > 0:
+            shake = np.random.default_rng(seed + 7).normal(0.0, scenario.shake_m, (num_frames, 2, 3))
+            path = [(eye + shake[i, 0], target + shake[i, 1]) for i, (eye, target) in enumerate(path)]
+        if scenario.name == "occlusion":
+            occluder = client.loadURDF(str(_occluder_urdf(asset_dir)), (0, 0, -5), useFixedBase=True)
+            spec = ObjectSpec("occluder", None, "assets/occluder.urdf", 1.0, 0.0, _OCCLUDER_SIZE[0] / 2)
+            bodies.append(_Body(spec, len(bodies) + 1, occluder, asset_dir / "occluder.urdf"))
+            before_frame = _occluder_motion(client, bodies, path)
+        elif scenario.name == "shuffle":
+            before_frame = _shuffle_motion(client, bodies, num_frames)
+        else:
+            before_frame = _positions_only(client, bodies)
+        first = before_frame(0)  # frame 0's poses are the objects' reference poses
+        objects = [_object_gt(client, b) for b in bodies]
+        del first
+        frames = _film(client, bodies, root, path, projection, width, height, fps, progress, before_frame)
+    finally:
+        client.disconnect()
+    gt = {
+        "format": GT_FORMAT,
+        "doc": _GT_DOC,
+        "scenario": scenario.name,
+        "scenario_description": scenario.description,
+        "scenario_doc": _SCENARIO_DOC,
+        "seed": seed,
+        "video": VIDEO_NAME,
+        "codec": frames["codec"],
+        "fps": fps,
+        "num_frames": num_frames,
+        "width": width,
+        "height": height,
+        "intrinsics": _intrinsics(projection, width, height),
+        "projection": {"fov_y_deg": _FOV_Y_DEG, "near": _NEAR, "far": _FAR, "opengl": list(projection)},
+        "world": {"frame": "pybullet world, metres, z up, floor at z=0", "gravity": [0.0, 0.0, -9.81]},
+        "table": _table_gt(np.array(frames["frames"][0]["world_from_camera"])),
+        "objects": objects,
+        "relations": relations,
+        "frames": frames["frames"],
+        "render": {"settled_seconds": settled_s, "renderer": "pybullet ER_TINY_RENDERER",
+                   "pybullet_api": p.getAPIVersion()},
+    }
+    gt["colmap_camera"] = _colmap_camera(gt["intrinsics"])
+    write_json(root / GT_NAME, gt)
+
+
+def _shuffle_slots(facing: float) -> list[tuple[float, float]]:
+    """Three cup slots in a row across the view from the middle of the camera's arc."""
+    across = np.array([-math.sin(facing), math.cos(facing)])
+    return [tuple(float(v) for v in (k - 1) * _SHUFFLE_SPACING * across) for k in range(3)]
+
+
+def _aabb_centre(client: BulletClient, b: _Body) -> list[float]:
+    return _object_gt(client, b)["position"]
+
+
+def _positions_only(client: BulletClient, bodies: list[_Body]) -> Callable[[int], dict[str, Any]]:
+    positions = {str(b.gt_id): _aabb_centre(client, b) for b in bodies}
+    return lambda index: {"object_positions": positions}
+
+
+def _shuffle_motion(client: BulletClient, bodies: list[_Body], num_frames: int) -> Callable[[int], dict[str, Any]]:
+    """Kinematic shell game: per frame, every cup's pose from the swap schedule (no physics)."""
+    rest = {b.gt_id: client.getBasePositionAndOrientation(b.body_id) for b in bodies}
+    # Where each cup is at every frame: the slot it stands in, or on its half-circle mid-swap.
+    slot_of = {b.gt_id: k for k, b in enumerate(bodies)}  # cup k starts in slot k
+    home = {b.gt_id: np.array(rest[b.gt_id][0][:2]) for b in bodies}
+    slots = [home[b.gt_id].copy() for b in bodies]
+    poses: list[dict[int, tuple[np.ndarray, float]]] = []
+    turned = {b.gt_id: 0.0 for b in bodies}
+    for index in range(num_frames):
+        frame: dict[int, tuple[np.ndarray, float]] = {b.gt_id: (slots[slot_of[b.gt_id]], turned[b.gt_id])
+                                                      for b in bodies}
+        for start, length, sa, sb, direction in _SHUFFLE_SWAPS:
+            if not start <= index < start + length + 1:
+                continue
+            t = (index - start) / length
+            angle = direction * math.pi * (3 * t * t - 2 * t ** 3)  # smoothstep: starts and stops gently
+            centre = (slots[sa] + slots[sb]) / 2
+            c, s = math.cos(angle), math.sin(angle)
+            for gid, slot in slot_of.items():
+                if slot in (sa, sb):
+                    rel = slots[slot] - centre
+                    frame[gid] = (centre + np.array([c * rel[0] - s * rel[1], s * rel[0] + c * rel[1]]),
+                                  turned[gid] + angle)
+            if index == start + length:  # the swap is done: the cups trade slots
+                for gid, slot in list(slot_of.items()):
+                    if slot in (sa, sb):
+                        slot_of[gid] = sb if slot == sa else sa
+                        turned[gid] += angle
+        poses.append(frame)
+
+    def move(index: int) -> dict[str, Any]:
+        for b in bodies:
+            (x0, y0, z0), orn0 = rest[b.gt_id]
+            xy, yaw = poses[index][b.gt_id]
+            offset = np.array([x0, y0]) - home[b.gt_id]  # the URDF origin is not the cup's centre
+            c, s = math.cos(yaw), math.sin(yaw)
+            rotated = np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
+            orn = client.multiplyTransforms((0, 0, 0), client.getQuaternionFromEuler((0, 0, yaw)), (0, 0, 0), orn0)[1]
+            client.resetBasePositionAndOrientation(b.body_id, (*(xy + rotated), z0), orn)
+        return {"object_positions": {str(b.gt_id): _aabb_centre(client, b) for b in bodies}}
+
+    return move
+
+
+def _occluder_motion(client: BulletClient, bodies: list[_Body], path: list[tuple[np.ndarray, np.ndarray]]
+                     ) -> Callable[[int], dict[str, Any]]:
+    """The board crosses the view left to right, then back, upright and facing the camera."""
+    occluder = bodies[-1]
+    count = len(path)
+
+    def move(index: int) -> dict[str, Any]:
+        eye, target = path[index]
+        view = (target - eye)[:2] / np.linalg.norm((target - eye)[:2])
+        across = np.array([-view[1], view[0]])
+        t = index / max(count - 1, 1)
+        sweep = math.sin(2 * math.pi * t - math.pi / 2)  # -1 .. 1 .. -1: across and back
+        xy = eye[:2] + _OCCLUDER_DISTANCE * view + sweep * 0.22 * across
+        yaw = math.atan2(view[1], view[0]) + math.pi / 2
+        client.resetBasePositionAndOrientation(occluder.body_id, (*xy, _TABLE.top_z + 0.25),
+                                               client.getQuaternionFromEuler((0, 0, yaw)))
+        return {"object_positions": {str(b.gt_id): _aabb_centre(client, b) for b in bodies}}
+
+    return move

@@ -1,39 +1,63 @@
-"""Stage `tracking`: Ultralytics YOLO detection with a multi-object tracker (ByteTrack default).
+"""Stage `tracking`: Ultralytics YOLO detection, a multi-object tracker, then offline stitching.
+
+Detection runs at `low_conf` so the tracker's second association stage sees low-confidence
+boxes (they keep existing tracks alive; starting a track still needs `conf`). The tracker
+(BoT-SORT with camera-motion compensation by default; any Ultralytics tracker config works) runs
+with a track buffer given in seconds, converted to frames with the video's fps and the frame
+stride. Its raw ids are then stitched over the whole video (`tangram.tracklets.stitching`): fragments
+of one object (lost to occlusion, low confidence, fast motion or class flicker between
+confusable classes) become one object with one voted class, keeping the smallest member raw id.
 
 Artefacts in `tracking/`:
-- `tracks.json` (format "tangram.tracks/1"):
-  {"format", "backend": "ultralytics:<weights file>", "tracker",
+- `tracks.json` (format "tangram.tracks/2"; "tangram.tracks/1" files still load):
+  {"format", "backend": "ultralytics:<weights file>", "tracker": the tracker setting,
+   "tracker_config": {effective tracker settings, as in tracker.yaml},
+   "reid": {"enabled": bool, "source": "detector features" | null, "reason": str},
+   "stitching": {"enabled", "raw_tracks", "final_tracks", "settings": {...},
+                 "joins": [{"joined": [raw ids], "with": [raw ids], "gap_s", "distance", "tolerance",
+                            "appearance"}]},
    "video": {"path", "kind", "fps", "width", "height", "num_frames"},  # num_frames = decoded
    "frame_stride": n,
    "frames": [{"frame_index": i, "detections": [
-        {"track_id": int >= 1, "class_id": int, "class_name": str, "confidence": float,
-         "box_xyxy": [x1, y1, x2, y2]}]}],          # pixels of the original frame
+        {"track_id": int >= 1,               # the final object id, what every later stage uses
+         "class_id": int, "class_name": str, # the object's voted class
+         "confidence": float,
+         "box_xyxy": [x1, y1, x2, y2],       # pixels of the original frame
+         "raw_track_id": int,                # the tracker's id for this box
+         "detected_class_name": str}]}],     # what the detector called it in this frame
    "tracks": {"<track_id>": {"class_name", "num_frames", "first_frame", "last_frame",
-                             "mean_confidence"}}}
+                             "mean_confidence", "members": [raw tracker ids, ascending],
+                             "class_votes": {class name: summed confidence}}}}
   Only every `frame_stride`-th frame appears in `frames`. Detections the tracker has not (yet)
   confirmed carry no id and are left out: an object id means the same object in every stage.
-- `preview.mp4`: the frames with boxes, class names and track ids drawn.
+  Id rule: a final object keeps the smallest raw tracker id among its members.
+- `raw_tracks.json`: the tracker's own output before stitching, in the same format (track_id =
+  raw_track_id, members = [track_id], classes as detected, "stitching" absent): for debugging.
+- `tracker.yaml`: the effective Ultralytics tracker configuration the tracker ran with.
+- `preview.mp4`: the tracked frames with boxes, final ids and voted classes drawn (rendered after
+  stitching, from `tracks.json`).
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from config import TangramConfig
+from config import TangramConfig, TrackingConfig
 from tangram.errors import TangramError
 from tangram.fileio import read_json, write_json
 from tangram.media import open_media
 from tangram.models import cache_dir, is_online, resolve_yolo_weights
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
+from tangram.tracklets import AppearanceBank, StitchConfig, stitch, vote
 
-FORMAT = "tangram.tracks/1"
+FORMAT = "tangram.tracks/2"
+READABLE_FORMATS = ("tangram.tracks/1", FORMAT)
 
 
 @dataclass
@@ -43,6 +67,8 @@ class Detection:
     class_name: str
     confidence: float
     box_xyxy: list[float]
+    raw_track_id: int | None = None  # the tracker's id (format 2); None in format 1 files
+    detected_class_name: str | None = None  # the detector's class in this frame (format 2)
 
 
 @dataclass
@@ -54,18 +80,27 @@ class Tracks:
     video: dict[str, Any]
     frame_stride: int
     frames: dict[int, list[Detection]] = field(default_factory=dict)
+    members: dict[int, list[int]] = field(default_factory=dict)  # final id -> raw ids; empty: itself
+    extra: dict[str, Any] = field(default_factory=dict)  # tracker_config, reid, stitching
 
     @classmethod
-    def load(cls, stage_dir: Path) -> Tracks:
-        data = read_json(Path(stage_dir) / "tracks.json")
+    def load(cls, stage_dir: Path, name: str = "tracks.json") -> Tracks:
+        data = read_json(Path(stage_dir) / name)
+        if data.get("format", "tangram.tracks/1") not in READABLE_FORMATS:
+            raise TangramError(f"{Path(stage_dir) / name} has format {data.get('format')!r}, "
+                               f"expected one of {', '.join(READABLE_FORMATS)}")
         frames = {f["frame_index"]: [Detection(**d) for d in f["detections"]] for f in data["frames"]}
-        return cls(data["backend"], data["tracker"], data["video"], data["frame_stride"], frames)
+        members = {int(k): [int(m) for m in v["members"]] for k, v in data.get("tracks", {}).items()
+                   if "members" in v}
+        extra = {k: data[k] for k in ("tracker_config", "reid", "stitching") if k in data}
+        return cls(data["backend"], data["tracker"], data["video"], data["frame_stride"], frames, members, extra)
 
-    def save(self, stage_dir: Path) -> None:
-        write_json(Path(stage_dir) / "tracks.json", {
+    def save(self, stage_dir: Path, name: str = "tracks.json") -> None:
+        write_json(Path(stage_dir) / name, {
             "format": FORMAT,
             "backend": self.backend,
             "tracker": self.tracker,
+            **self.extra,
             "video": self.video,
             "frame_stride": self.frame_stride,
             "frames": [{"frame_index": i, "detections": [d.__dict__ for d in dets]}
@@ -80,13 +115,17 @@ class Tracks:
                 seen[det.track_id].append((index, det))
         summary = {}
         for track_id, hits in sorted(seen.items()):
-            names = [d.class_name for _, d in hits]
+            votes: dict[str, float] = defaultdict(float)
+            for _, d in hits:
+                votes[d.class_name] += d.confidence
             summary[str(track_id)] = {
-                "class_name": max(set(names), key=names.count),  # the class the track was mostly
+                "class_name": vote(votes),  # the class with the most summed confidence
                 "num_frames": len(hits),
                 "first_frame": min(i for i, _ in hits),
                 "last_frame": max(i for i, _ in hits),
                 "mean_confidence": round(float(np.mean([d.confidence for _, d in hits])), 4),
+                "members": self.members.get(track_id, [track_id]),
+                "class_votes": {k: round(v, 4) for k, v in sorted(votes.items())},
             }
         return summary
 
@@ -113,32 +152,129 @@ def load_yolo(weights_setting: str) -> tuple[Any, Path]:
         raise TangramError(f"cannot load YOLO weights {weights}: {str(exc).splitlines()[0][:200]}") from None
 
 
+def tracker_settings(cfg: TrackingConfig, fps: float, model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(effective tracker config, ReID report) from the base tracker YAML and TrackingConfig.
+
+    Only keys the base config has are overridden (ByteTrack has no gmc_method or ReID keys), except
+    `track_buffer`, which every Ultralytics tracker reads: `track_buffer_s` seconds of video in
+    tracked frames (fps / frame_stride of them per second).
+    """
+    from ultralytics.utils import YAML
+    from ultralytics.utils.checks import check_yaml
+
+    try:
+        base = dict(YAML.load(check_yaml(cfg.tracker)))
+    except Exception as exc:  # a missing file or a name Ultralytics does not ship
+        raise TangramError(f"cannot read tracker config {cfg.tracker!r}: {str(exc).splitlines()[0][:200]}") from None
+    wanted: dict[str, Any] = {
+        "track_high_thresh": cfg.conf,
+        "track_low_thresh": cfg.low_conf,
+        "new_track_thresh": cfg.conf,
+        "match_thresh": cfg.match_thresh,
+        "gmc_method": cfg.gmc_method,
+        "with_reid": cfg.with_reid,
+    }
+    settings = {**base, **{k: v for k, v in wanted.items() if k in base}}
+    settings["track_buffer"] = max(1, round(cfg.track_buffer_s * fps / cfg.frame_stride))
+    reid: dict[str, Any] = {"enabled": False, "source": None, "reason": "the tracker has no ReID"}
+    if "with_reid" in base:
+        if not cfg.with_reid:
+            reid["reason"] = "switched off (tracking.with_reid = false)"
+        elif settings.get("model", "auto") != "auto":
+            reid = {"enabled": True, "source": str(settings["model"]), "reason": "ReID model from the tracker config"}
+        elif _detector_features_available(model):
+            reid = {"enabled": True, "source": "detector features",
+                    "reason": "model: auto reads the PyTorch detector's own features"}
+        else:
+            # Ultralytics would swap in a classifier (yolo26n-cls.pt) it downloads: not offline,
+            # and not the detector's features. Association then uses motion and IoU alone.
+            settings["with_reid"] = False
+            reid["reason"] = ("off: 'model: auto' needs a PyTorch (.pt) detector to read features from, "
+                              "these weights are an export (TFLite/ONNX...); association uses motion and IoU")
+    return settings, reid
+
+
+def _detector_features_available(model: Any) -> bool:
+    """Mirrors Ultralytics' own check (trackers/track.py) for ReID from the detector's features."""
+    try:
+        import torch
+        from ultralytics.nn.modules.head import Detect
+    except ImportError:
+        return False
+    net = getattr(model, "model", None)
+    head = getattr(net, "model", [None])[-1] if isinstance(net, torch.nn.Module) else None
+    return isinstance(head, Detect) and not getattr(head, "end2end", False)
+
+
 def run(ctx: StageContext) -> StageOutcome:
     cfg = ctx.config.tracking
     model, weights = load_yolo(cfg.weights)
     source = open_media(ctx.input_path)
     info = source.info
-    tracks = Tracks(f"ultralytics:{weights.name}", cfg.tracker, {}, cfg.frame_stride)
+    fps = info.fps if info.kind == "video" and info.fps > 0 else cfg.image_fps
+    settings, reid = tracker_settings(cfg, fps, model)
+    from ultralytics.utils import YAML
+
+    tracker_yaml = ctx.out_dir / "tracker.yaml"
+    YAML.save(tracker_yaml, settings)
+    raw = Tracks(f"ultralytics:{weights.name}", cfg.tracker, {}, cfg.frame_stride,
+                 extra={"tracker_config": settings, "reid": reid})
+    appearance = AppearanceBank()
     decoded = 0
-    with _preview_writer(ctx, info.fps / cfg.frame_stride, _preview_size(info.width, info.height)) as preview:
-        for frame_index, frame in source.frames(stride=cfg.frame_stride):
-            result = model.track(frame, persist=True, tracker=cfg.tracker, conf=cfg.conf, iou=cfg.iou,
-                                 imgsz=cfg.imgsz, classes=cfg.classes, device=cfg.device, verbose=False)[0]
-            tracks.frames[frame_index] = _detections(result)
-            if preview is not None:
-                preview.write(result.plot(line_width=2))
-            decoded = frame_index + 1
-            ctx.progress(decoded, info.num_frames, "frames")
-    tracks.video = {"path": str(info.path), "kind": info.kind, "fps": info.fps, "width": info.width,
-                    "height": info.height, "num_frames": decoded}
+    for frame_index, frame in source.frames(stride=cfg.frame_stride):
+        result = model.track(frame, persist=True, tracker=str(tracker_yaml), conf=min(cfg.conf, cfg.low_conf),
+                             iou=cfg.iou, imgsz=cfg.imgsz, classes=cfg.classes, device=cfg.device,
+                             agnostic_nms=cfg.agnostic_nms, verbose=False)[0]
+        dets = _detections(result)
+        for det in dets:
+            appearance.add(det.track_id, frame, det.box_xyxy)
+        raw.frames[frame_index] = dets
+        decoded = frame_index + 1
+        ctx.progress(decoded, info.num_frames, "frames")
+    raw.video = {"path": str(info.path), "kind": info.kind, "fps": info.fps, "width": info.width,
+                 "height": info.height, "num_frames": decoded}
+    raw.save(ctx.out_dir, "raw_tracks.json")
+    tracks = stitch_tracks(raw, cfg, fps, appearance)
     tracks.save(ctx.out_dir)
+    if cfg.write_preview:
+        ctx.progress(0, len(tracks.frames), "preview")
+        write_preview(ctx.out_dir / "preview.mp4", tracks, source, fps / cfg.frame_stride,
+                      lambda done, total: ctx.progress(done, total, "preview"))
     summary = tracks.track_summary()
     return StageOutcome(tracks.backend, {
         "frames": decoded,
         "tracked_frames": len(tracks.frames),
         "tracks": len(summary),
+        "raw_tracks": tracks.extra["stitching"]["raw_tracks"],
+        "reid": reid["enabled"],
         "classes": sorted({t["class_name"] for t in summary.values()}),
     })
+
+
+def stitch_tracks(raw: Tracks, cfg: TrackingConfig, fps: float, appearance: AppearanceBank | None) -> Tracks:
+    """The final tracks: raw ids grouped into objects (or kept as they are with `stitch` off)."""
+    settings = StitchConfig(fps=fps, max_gap_s=cfg.stitch_max_gap_s, min_appearance=cfg.stitch_min_appearance)
+    if cfg.stitch:
+        result = stitch(raw.frames, settings, appearance.merged if appearance is not None else None)
+        final_of, objects, joins = result.final_of, result.objects, result.joins
+    else:
+        final_of = {d.track_id: d.track_id for dets in raw.frames.values() for d in dets}
+        objects, joins = {}, []
+    frames: dict[int, list[Detection]] = {}
+    for index, dets in raw.frames.items():
+        out = []
+        for det in dets:
+            final = final_of[det.track_id]
+            obj = objects.get(final)
+            class_id, class_name = (obj.class_id, obj.class_name) if obj else (det.class_id, det.class_name)
+            out.append(Detection(final, class_id, class_name, det.confidence, det.box_xyxy, det.track_id,
+                                 det.class_name))
+        frames[index] = out
+    members = {final: list(obj.members) for final, obj in objects.items()}
+    stitching = {"enabled": cfg.stitch, "raw_tracks": len(final_of), "final_tracks": len(set(final_of.values())),
+                 "settings": {k: v for k, v in settings.__dict__.items()}, "joins": joins}
+    return Tracks(raw.backend, raw.tracker, raw.video, raw.frame_stride, frames, members,
+                  {**raw.extra, "stitching": stitching})
 
 
 def _detections(result: Any) -> list[Detection]:
@@ -148,19 +284,43 @@ def _detections(result: Any) -> list[Detection]:
     names = result.names
     return [
         Detection(int(tid), int(cls), names[int(cls)], round(float(conf), 4),
-                  [round(float(v), 2) for v in xyxy])
+                  [round(float(v), 2) for v in xyxy], int(tid), names[int(cls)])
         for tid, cls, conf, xyxy in zip(boxes.id.tolist(), boxes.cls.tolist(), boxes.conf.tolist(),
                                         boxes.xyxy.tolist(), strict=True)
     ]
 
 
-def _preview_writer(ctx: StageContext, fps: float, size: tuple[int, int]) -> AbstractContextManager:
-    if not ctx.config.tracking.write_preview:
-        return nullcontext()
+def write_preview(path: Path, tracks: Tracks, source: Any, fps: float, progress: Any = None) -> None:
+    """Draw the final tracks on the re-decoded tracked frames (supervision) into an H.264 video."""
+    import supervision as sv
+
     from tangram.video import VideoWriter
 
-    # ultrafast: the preview is encoded while tracking runs and must not slow it down
-    return VideoWriter(ctx.out_dir / "preview.mp4", fps, size, preset="ultrafast")
+    width, height = int(tracks.video["width"]), int(tracks.video["height"])
+    size = _preview_size(width, height)
+    scale = size[0] / width
+    boxes = sv.BoxAnnotator(thickness=2, color_lookup=sv.ColorLookup.TRACK)
+    labels = sv.LabelAnnotator(text_scale=0.5, text_padding=3, color_lookup=sv.ColorLookup.TRACK)
+    indices = sorted(tracks.frames)
+    # ultrafast: a preview is for looking at; encode cost must not rival tracking's
+    with VideoWriter(path, fps, size, preset="ultrafast") as writer:
+        for done, (index, frame) in enumerate(source.frames(indices=indices), start=1):
+            if scale != 1:
+                import cv2
+
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            dets = tracks.frames.get(index, [])
+            if dets:
+                detections = sv.Detections(
+                    xyxy=np.array([d.box_xyxy for d in dets], float) * scale,
+                    confidence=np.array([d.confidence for d in dets], float),
+                    class_id=np.array([d.class_id for d in dets], int),
+                    tracker_id=np.array([d.track_id for d in dets], int))
+                text = [f"#{d.track_id} {d.class_name} {d.confidence:.2f}" for d in dets]
+                frame = labels.annotate(boxes.annotate(frame.copy(), detections), detections, labels=text)
+            writer.write(frame)
+            if progress is not None:
+                progress(done, len(indices))
 
 
 def _preview_size(width: int, height: int, max_width: int = 960) -> tuple[int, int]:
