@@ -1,35 +1,42 @@
 """pybullet, imported and connected without writing to stdout.
 
-pybullet's C code prints its build banner ("pybullet build time: ...") when the module is first
-imported and "argv[0]=" when `connect` is given options (pybullet_utils' BulletClient always passes
-options=""), straight to file descriptor 1, where TANGRAM writes its own table and results. Every
+pybullet's C code prints its build banner ("pybullet build time: ...", on stderr) when it first
+connects, and "argv[0]=" (on stdout) when `connect` is given options (pybullet_utils' BulletClient
+always passes options=""), straight to the file descriptors, past Python and TANGRAM's log. Every
 TANGRAM module gets pybullet from here: `from tangram.sim.bullet import connect, pybullet`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_LIBC = ctypes.CDLL(None)
+
 
 @contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """Send what C code writes to file descriptor 1 to /dev/null for the duration."""
+def quiet_c_output() -> Iterator[None]:
+    """Send what C code writes to file descriptors 1 and 2 to /dev/null for the duration."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
+        _LIBC.fflush(None)  # C's stdio buffers hold what was printed: empty them into /dev/null first
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
-with quiet_stdout():
+with quiet_c_output():
     import pybullet
     import pybullet_data
     from pybullet_utils.bullet_client import BulletClient
@@ -41,7 +48,7 @@ class _Client(BulletClient):
     def __init__(self, connection_mode: int) -> None:  # deliberately not calling super().__init__
         self._shapes: dict = {}
         self._pid = os.getpid()
-        with quiet_stdout():
+        with quiet_c_output():
             self._client = pybullet.connect(connection_mode)
         if self._client < 0:
             raise pybullet.error("cannot connect to pybullet")
@@ -57,4 +64,4 @@ def connect(gui: bool = False) -> tuple[BulletClient, str]:
     return _Client(pybullet.DIRECT), "direct"
 
 
-__all__ = ["BulletClient", "connect", "pybullet", "pybullet_data", "quiet_stdout"]
+__all__ = ["BulletClient", "connect", "pybullet", "pybullet_data", "quiet_c_output"]
