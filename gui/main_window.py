@@ -25,6 +25,7 @@ from PyQt6.QtWidgets import (
 
 from config import TangramConfig, ThunderConfig
 from gui.panels import RunPanel, RunsPanel, StageTable
+from gui.report_action import open_report
 from gui.thunder_status import ThunderStatus, configured_status, connection_test, switched_on
 from gui.views import ResultView, all_views
 from gui.views.base import STAGE_TITLES, describe_missing
@@ -126,7 +127,11 @@ class MainWindow(QMainWindow):
         open_run.triggered.connect(self.runs._browse)
         quit_action = QAction("&Quit", self)
         quit_action.triggered.connect(self.close)
+        self.open_report_action = QAction("Open &report in browser", self)
+        self.open_report_action.setShortcut("Ctrl+R")
+        self.open_report_action.triggered.connect(self.open_report)
         menu.addAction(open_run)
+        menu.addAction(self.open_report_action)
         menu.addSeparator()
         menu.addAction(quit_action)
 
@@ -349,6 +354,14 @@ class MainWindow(QMainWindow):
         log.log(logging.INFO if self._thunder_tested else logging.DEBUG, "Thunder: %s", status.text)
 
     # -- messages, drops, closing -----------------------------------------------------------
+
+    def open_report(self) -> None:
+        """The run's report.html in the system browser (written first if missing or out of date)."""
+        if self.run_dir is None:
+            self.show_banner("No run to report on yet: run the pipeline or open a run folder first.", "warn")
+            return
+        opened, message = open_report(self.run_dir)
+        self.show_banner(message, "info" if opened else "error")
 
     def show_banner(self, text: str, kind: str = "info") -> None:
         self.banner.setText(text)

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# System packages the tests start for real: OpenSSH server (Thunder tests).
+# System packages the tests start for real: OpenSSH server (Thunder tests) and Debian's chromium
+# (the HTML report tests drive it headless with Playwright's Python API; no browser download).
 set -euo pipefail
-if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "tangram test setup: installing openssh-server" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null 2>&1 || {
-      apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
-  else
-    echo "tangram test setup: no sshd and cannot install it (need root + apt); Thunder tests will skip" >&2
+
+apt_install() {  # apt_install COMMAND PACKAGE WHAT: install PACKAGE unless COMMAND exists
+  local cmd=$1 pkg=$2 what=$3
+  if command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/usr/bin/$cmd" ]; then
+    return 0
   fi
-fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tangram test setup: installing $pkg" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1 || {
+      apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; }
+  else
+    echo "tangram test setup: no $cmd and cannot install $pkg (need root + apt); $what will skip" >&2
+  fi
+}
+
+apt_install sshd openssh-server "Thunder tests"
+apt_install chromium chromium "HTML report browser tests"
