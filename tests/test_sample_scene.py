@@ -355,3 +355,81 @@ def test_offline_detector_finds_the_coco_objects(sample: SampleScene, tmp_path: 
     assert best_frame == 4, (found, seen)  # one frame with all four, each with the right class
     for cls in COCO:
         assert found[cls] >= 0.6 * seen[cls] > 0, (cls, found, seen)
+
+
+# --- scenarios (`tangram sample --scenario NAME`) ----------------------------------------------
+
+
+def test_unknown_scenario_is_a_one_line_error_listing_the_names(run_cli) -> None:
+    proc = run_cli("sample", "--scenario", "juggling")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "fast, occlusion, shuffle" in lines[0], proc.stderr
+    with pytest.raises(TangramError, match="choose one of"):
+        default_sample_path(0, "juggling")
+
+
+def test_scenarios_cache_beside_the_unchanged_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tangram.sample_scene import FORMAT_VERSION, SCENARIOS
+
+    monkeypatch.setenv("TANGRAM_CACHE_DIR", str(tmp_path))
+    assert default_sample_path(SEED) == tmp_path / f"sample-seed{SEED}-v{FORMAT_VERSION}"  # as before
+    paths = {default_sample_path(SEED, name) for name in SCENARIOS}
+    assert len(paths) == len(SCENARIOS) and default_sample_path(SEED) not in paths
+    assert all(p.parent == tmp_path for p in paths)
+
+
+@pytest.fixture(scope="module")
+def scenarios() -> dict[str, SampleScene]:
+    """The full scenario renders, from the cache (rendered once per machine, ~1 min each)."""
+    from tangram.sample_scene import SCENARIOS
+
+    return {name: load_sample(ensure_sample(SEED, scenario=name).parent) for name in sorted(SCENARIOS)}
+
+
+def _positions(scene: SampleScene, frame: int) -> dict[int, np.ndarray]:
+    return {int(k): np.array(v) for k, v in scene.gt["frames"][frame]["object_positions"].items()}
+
+
+def test_shuffle_swaps_identical_cups(scenarios: dict[str, SampleScene]) -> None:
+    scene = scenarios["shuffle"]
+    assert scene.gt["scenario"] == "shuffle"
+    cups = scene.objects
+    assert [o["coco_class"] for o in cups] == ["cup"] * 3 and len({tuple(o["rgba"]) for o in cups}) == 1
+    start, end = _positions(scene, 0), _positions(scene, scene.num_frames - 1)
+    slots = np.array([p[:2] for p in start.values()])
+    # the cups end in the three slots they started in (AABB centres: the handle turns), not each in its own
+    for position in end.values():
+        assert np.linalg.norm(slots - position[:2], axis=1).min() < 0.03
+    assert sum(np.linalg.norm(start[g][:2] - end[g][:2]) > 0.1 for g in start) >= 2
+    # every cup moved during the video, stayed on the table, and some frame hides part of one
+    path = np.array([[_positions(scene, f)[g] for g in start] for f in range(scene.num_frames)])
+    assert (np.ptp(path[:, :, 0], axis=0) + np.ptp(path[:, :, 1], axis=0) > 0.1).all()
+    assert np.ptp(path[:, :, 2]) < 0.005
+    pixels = [{o["gt_id"]: o["visible_pixels"] for o in f["objects"]} for f in scene.gt["frames"]]
+    full = {g: max(p.get(g, 0) for p in pixels) for g in start}
+    assert min(p.get(g, 0) / full[g] for p in pixels for g in start) < 0.6  # a swap partly hides a cup
+
+
+def test_occluder_hides_each_object_for_a_while(scenarios: dict[str, SampleScene]) -> None:
+    scene = scenarios["occlusion"]
+    occluder = scene.object("occluder")
+    assert occluder["coco_class"] is None
+    for obj in scene.objects:
+        if obj["coco_class"] is None:
+            continue
+        seen = [obj["gt_id"] in scene.boxes(f) for f in range(scene.num_frames)]
+        assert seen[0] and seen[-1], obj["name"]
+        assert 2 <= seen.count(False) <= scene.num_frames // 3, (obj["name"], seen.count(False))
+    masks = [scene.mask(f) for f in (0, scene.num_frames // 4, scene.num_frames // 2)]
+    assert any((m == occluder["gt_id"]).mean() > 0.1 for m in masks)  # the board covers a good part of the view
+
+
+def test_fast_scenario_is_a_few_frames_of_big_motion(scenarios: dict[str, SampleScene], sample: SampleScene) -> None:
+    fast = scenarios["fast"]
+    assert fast.num_frames == 24 and fast.fps == 6
+    # the same scene as the default sample, filmed with big steps between frames
+    assert np.allclose([o["position"] for o in fast.objects], [o["position"] for o in sample.objects], atol=1e-6)
+    step = np.median([np.linalg.norm(fast.world_from_camera(i + 1)[:3, 3] - fast.world_from_camera(i)[:3, 3])
+                      for i in range(fast.num_frames - 1)])
+    assert step > 0.04  # metres per frame: about 4x the default sample's 100-frame arc

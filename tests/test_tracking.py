@@ -32,6 +32,18 @@ def test_apple_orbit_yields_one_apple_track_over_the_whole_video(make_config, ap
     cap.release()
 
 
+def test_coffee_static_camera_keeps_one_cup_id(make_config) -> None:
+    from conftest import real_file
+
+    video = real_file("coffee_static_camera.mp4")
+    result = Pipeline(make_config(tracking={"write_preview": False})).run(video, name="coffee", until="tracking")
+    summary = Tracks.load(result.run_dir / "tracking").track_summary()
+    cups = {tid: t for tid, t in summary.items() if t["class_name"] == "cup"}
+    assert len(cups) == 1, summary
+    (cup,) = cups.values()
+    assert cup["num_frames"] >= 0.8 * result.manifest["stages"]["tracking"]["summary"]["frames"]
+
+
 def test_frame_stride_and_image_folder(make_config, tmp_path: Path) -> None:
     from conftest import real_file
 
