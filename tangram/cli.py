@@ -1,7 +1,8 @@
 """Command line: `tangram` / `python main.py`.
 
     tangram [run] --input VIDEO [--mode full] [--name NAME] [--thunder] [--gui] ...
-    tangram sample [--out DIR] [--seed N]
+    tangram sample [--out DIR] [--seed N] [--scenario NAME]
+    tangram batch INPUT... [--name BATCH] [--workers N | --hosts ... | --scheduler ADDR]; tangram batch status BATCH
     tangram thunder test|setup
     tangram jobs submit|status|fetch
     tangram report RUN_OR_BATCH_FOLDER
@@ -32,7 +33,8 @@ def build_run_parser() -> argparse.ArgumentParser:
         prog="tangram",
         description="TANGRAM: turn a video of a tabletop scene into tracks, masks, a 3D scene graph, "
         "a task plan and a simulated robot execution. Results land in exports/<name>/.",
-        epilog="Other commands: 'tangram sample --help', 'tangram thunder test|setup', "
+        epilog="Other commands: 'tangram sample --help', 'tangram batch --help' (many inputs on a Dask "
+        "cluster), 'tangram report RUN_FOLDER', 'tangram thunder test|setup', "
         "'tangram jobs submit|status|fetch'. Environment: TANGRAM_LOG_LEVEL, TANGRAM_YOLO_WEIGHTS, "
         "TANGRAM_SAM_CHECKPOINT, TANGRAM_MODEL_DIR (folder searched for weights), TANGRAM_<SECTION>_<FIELD> "
         "for any config field, OPENAI_API_KEY / OPENAI_BASE_URL for the planner.",
