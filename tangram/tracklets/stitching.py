@@ -9,7 +9,9 @@ same object can be joined afterwards. Two groups of fragments are joined when al
   and every gap where one hands over to the other is at most `max_gap_s` seconds of video time
   (so fps and frame stride do not change it);
 - class: the same class or two classes of one confusable group (`CONFUSABLE_GROUPS`): a detector
-  flickers between them on the same object (a cup seen as a bottle from some angles);
+  flickers between them on the same object (a cup seen as a bottle from some angles); two
+  different classes must also be closer in time (`cross_class_max_gap_s`) and in appearance
+  (`cross_class_min_appearance`);
 - motion and position, at every hand-over: a box where the first was last seen (its last box, or
   its largest of the last `motion_window_s`, as an occluder cuts boxes down before a track is
   lost), held or moved at its fitted velocity over the gap (forward; the second's start
@@ -77,6 +79,10 @@ class StitchConfig:
     distance_per_s: float = 0.5  # extra tolerance per second of gap: uncertainty grows with time
     max_size_ratio: float = 1.6  # box width or height may differ by this factor (see `_sizes_agree`)
     min_appearance: float = 0.6  # Bhattacharyya coefficient of the hue-saturation histograms
+    # Two different (confusable) classes need stronger evidence: a walking camera brings another
+    # object of a neighbouring class to the same image place within a second or two.
+    cross_class_max_gap_s: float = 1.0
+    cross_class_min_appearance: float = 0.8
     motion_window_s: float = 0.5  # the end of a fragment its velocity is fitted on
     max_extrapolation_s: float = 1.0  # constant velocity is trusted this far, then held
 
@@ -204,16 +210,19 @@ def _pair_cost(a: _Group, b: _Group, config: StitchConfig,
     order = np.argsort(np.concatenate([a.frames, b.frames]), kind="stable")
     frames, owner = np.concatenate([a.frames, b.frames])[order], owner[order]
     handovers = np.flatnonzero(owner[1:] != owner[:-1])
+    cross_class = a.class_name != b.class_name
+    max_gap_s = min(config.max_gap_s, config.cross_class_max_gap_s) if cross_class else config.max_gap_s
     reasons = []
     for i in handovers:
         before, after = (a, b) if owner[i] == 0 else (b, a)
         f1, f2 = int(frames[i]), int(frames[i + 1])
-        checked = _continuity(before, after, f1, f2, config)
+        checked = _continuity(before, after, f1, f2, config, max_gap_s)
         if checked is None:
             return None
         reasons.append(checked)
     sim = similarity(appearance(a.members), appearance(b.members)) if appearance is not None else None
-    if sim is not None and sim < config.min_appearance:
+    min_sim = max(config.min_appearance, config.cross_class_min_appearance) if cross_class else config.min_appearance
+    if sim is not None and sim < min_sim:
         return None
     worst = max(reasons, key=lambda r: r["distance"] / r["tolerance"])
     gap_s = max(r["gap_s"] for r in reasons)
@@ -223,11 +232,12 @@ def _pair_cost(a: _Group, b: _Group, config: StitchConfig,
                   "appearance": None if sim is None else round(sim, 3)}
 
 
-def _continuity(before: _Group, after: _Group, f1: int, f2: int, config: StitchConfig) -> dict[str, Any] | None:
+def _continuity(before: _Group, after: _Group, f1: int, f2: int, config: StitchConfig,
+                max_gap_s: float) -> dict[str, Any] | None:
     """Can `before`, last seen at frame f1, be `after`, seen again at frame f2? Reasons, or None."""
     gap = f2 - f1
     gap_s = gap / config.fps
-    if gap_s > config.max_gap_s:
+    if gap_s > max_gap_s:
         return None
     tail = before.frames <= f1
     head = after.frames >= f2
