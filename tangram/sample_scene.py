@@ -10,6 +10,15 @@ pybullet_data's teddy and soccer ball were rarely recognised by a COCO detector)
 of the objects, near the table centre. Rendering is pybullet's CPU TinyRenderer in DIRECT mode,
 with shadows. Same seed, same bytes; another seed moves the objects, the arc and the textures.
 
+Scenarios (`tangram sample --scenario NAME`, `SCENARIOS`) are harder variants with the same
+exact ground truth, reproducing what fragments identities on real footage: `shuffle` (three
+identical red cups swapped around kinematically, shell-game style, under a slow 30 degree arc),
+`occlusion` (the default scene while a 10 cm board sweeps between camera and objects, twice) and
+`fast` (the default scene filmed as a 6 fps hand-held clip: 24 frames over the arc, camera shake).
+Their ground truth adds `scenario` and per-frame `object_positions` (objects may move); they
+cache in their own folders (`default_sample_path(seed, scenario)`), and the default sample's
+render, bytes and cache folder are unchanged.
+
 Output folder (see `render_sample`)::
 
     sample.mp4            the video (H.264 via tangram.video, else OpenCV 'mp4v')
