@@ -108,6 +108,9 @@ def track_timeline(tracks: dict[str, Any], objects: dict[int, dict[str, Any]]) -
         cls = class_of[t]
         conf = (info.get(str(t)) or {}).get("mean_confidence")
         conf_text = f", mean confidence {conf:.2f}" if isinstance(conf, int | float) else ""
+        members = [m for m in (info.get(str(t)) or {}).get("members") or [] if m != t]
+        if members:  # a newer tracks.json: raw tracker fragments stitched into this track
+            conf_text += f", stitched from raw tracks {', '.join(str(m) for m in [t, *members])}"
         in_3d = t in objects
         if i % 2:
             parts.append(f'<rect x="0" y="{y}" width="{width}" height="{row}" fill="#f9fafb"/>')

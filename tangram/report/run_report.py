@@ -217,12 +217,16 @@ def _tracking(run_dir: Path, folder: Path) -> dict[str, Any]:
         classes[t.get("class_name", "?")] = classes.get(t.get("class_name", "?"), 0) + 1
     raw = read_json_or_none(folder / "raw_tracks.json")
     raw_count = len(raw.get("tracks") or {}) if isinstance(raw, dict) else None
+    stitching = tracks.get("stitching") if isinstance(tracks.get("stitching"), dict) else {}
+    if raw_count is None and isinstance(stitching.get("raw_tracks"), int):
+        raw_count = stitching["raw_tracks"]
     return {
         "video": _video(run_dir, folder / "preview.mp4"),
         "tracker": tracks.get("tracker"),
         "frame_stride": tracks.get("frame_stride"),
         "track_count": len(info),
-        "raw_count": raw_count,
+        "raw_count": raw_count if raw_count != len(info) else None,
+        "stitched": sum(1 for t in info.values() if len(t.get("members") or []) > 1),
         "classes": sorted(classes.items(), key=lambda kv: (-kv[1], kv[0])),
         "timeline": timeline,
         "hidden_tracks": figures.hidden_tracks(tracks),
