@@ -85,8 +85,13 @@ class ReconstructionConfig(_Section):
     min_object_points: int = Field(8, ge=1)  # fewer supporting 3D points: position from rays (fallback)
     # Tracks seen in fewer than this share of the tracked frames are detector noise, not objects.
     min_track_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # ...unless they triangulate consistently from this many registered keyframes (a walk past it).
+    min_object_views: int = Field(4, ge=2)
     # Detections of these classes are the supporting furniture itself, not objects on it.
-    surface_classes: list[str] = ["dining table", "desk", "bed", "bench", "couch"]
+    surface_classes: list[str] = ["dining table", "desk", "bed"]
+    # Furniture stands on the floor, never on the table: placed by triangulation, it votes on the
+    # metric scale (chair and sofa heights above a found floor) and is never `on` the table.
+    furniture_classes: list[str] = ["chair", "couch", "bench", "toilet"]
     seed: int = 0  # RANSAC and mapper seeds: the same input gives the same model
 
 

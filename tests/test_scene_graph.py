@@ -45,6 +45,34 @@ def test_support_relations() -> None:
     assert (4, "inside", 3) not in compute_relations([book, ball], 1.5, 0.02)
 
 
+def test_on_the_table_needs_contact_and_a_footprint_over_its_extent() -> None:
+    table = Box(-1, np.zeros(3), np.array([1.2, 0.8, 0.0]))  # the table top's extent from its points
+    bottle = _box(1, 0.1, 0.1, 0.12, 0.07, 0.07, 0.24)  # on the desk
+    far = _box(2, 1.9, 0.2, 0.12, 0.07, 0.07, 0.24)  # at desk height 1.3 m beyond its edge: a shelf
+    chair = Box(3, np.array([0.2, -0.5, 0.0]), np.array([0.5, 0.5, 0.9]), 0.0, "chair", furniture=True)
+    cup = _box(4, 0.2, -0.5, 0.5, 0.08, 0.08, 0.1)  # on the chair's top face: furniture holds nothing here
+    rels = set(compute_relations([bottle, far, chair, cup], 1.5, 0.02, table))
+    assert (1, "on", TABLE) in rels and (1, "supported_by", TABLE) in rels
+    assert not any(u == 2 and r in ("on", "supported_by") for u, r, _ in rels)
+    assert not any(u == 3 and r in ("on", "supported_by") for u, r, _ in rels)  # a chair reaching z=0
+    assert (4, "on", 3) not in rels
+    # without an extent (older runs) the contact rule alone decides, as before
+    assert (2, "on", TABLE) in set(compute_relations([bottle, far], 1.5, 0.02))
+
+
+def test_default_task_moves_a_graspable_object_when_there_is_no_container() -> None:
+    from tangram.planning.plan import default_task
+    from tangram.planning.world import scene_graph_from_objects, world_from_scene_graph
+
+    objects = [
+        {"id": 3, "class_name": "apple", "xy": (0.0, 0.05), "size": (0.08, 0.08, 0.08)},
+        {"id": 7, "class_name": "bottle", "xy": (0.15, 0.1), "size": (0.07, 0.07, 0.22)},
+    ]
+    world = world_from_scene_graph(scene_graph_from_objects(objects))
+    task = default_task(world)
+    assert task != "go home" and task.startswith("move the ")
+
+
 def test_spatial_relations_scale_with_object_size() -> None:
     a = _box(1, 0.0, 0.0, 0.05, 0.1, 0.1, 0.1)
     b = _box(2, 0.2, 0.0, 0.05, 0.1, 0.1, 0.1)  # 10 cm gap: near for 10 cm objects
@@ -230,6 +258,16 @@ def test_tum_desk_registers_and_places_objects_on_the_desk(tum_run) -> None:
     assert len(on_table) >= 2 and classes & {"bottle", "book", "cup", "teddy bear"}
     chairs = [n for n, d in graph.nodes(data=True) if d.get("class_name") == "chair"]
     assert not any(n in on_table for n in chairs)  # chairs stand on the floor, below the desk top
+    # everything labelled on the desk lies over the desk's extent (from its points), grown by half
+    # the object's size; the desk itself is a desk, not a 4 m slab (measured ~1.3 x 0.8 m)
+    table = cams["table"]
+    assert max(table["rect_size"]) < 2.5
+    c, yaw = np.array(table["rect_center"], float), float(table["rect_yaw"])
+    rot = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])
+    for n in on_table:
+        local = rot @ (np.array(graph.nodes[n]["position"][:2]) - c)
+        margin = 0.5 * max(graph.nodes[n]["size"][:2]) + 0.02
+        assert np.all(np.abs(local) <= np.array(table["rect_size"]) / 2 + margin), graph.nodes[n]
 
 
 @pytest.mark.slow

@@ -29,9 +29,19 @@ def boxes_from_objects(objects: Iterable[dict[str, Any]]) -> list[Box]:
             np.array(o["box"]["size"], float),
             float(o["box"].get("yaw", 0.0)),
             str(o.get("class_name", "")),
+            o.get("kind") == "furniture",
         )
         for o in objects
     ]
+
+
+def table_box(table: dict[str, Any]) -> Box | None:
+    """The table top's extent as a box (rectangle of its points), None when unknown."""
+    size = table.get("rect_size")
+    if not size or min(size) <= 0:
+        return None
+    centre = [*[float(v) for v in table.get("rect_center", [0.0, 0.0])], 0.0]
+    return Box(-1, np.array(centre), np.array([float(size[0]), float(size[1]), 0.0]), float(table.get("rect_yaw", 0.0)))
 
 
 def build_graph(
@@ -57,7 +67,7 @@ def build_graph(
     )
     for o in objects:
         graph.add_node(int(o["track_id"]), **_object_attrs(o))
-    for u, rel, v in compute_relations(boxes_from_objects(objects), near_factor, contact_tol):
+    for u, rel, v in compute_relations(boxes_from_objects(objects), near_factor, contact_tol, table_box(table)):
         graph.add_edge(u, v, key=rel, relation=rel)
     return graph
 
@@ -76,6 +86,9 @@ def _object_attrs(o: dict[str, Any]) -> dict[str, Any]:
         "observations": int(o.get("observations", 0)),
         "fallback": bool(o.get("fallback", False)),
         "method": str(o.get("method", "")),
+        "furniture": o.get("kind") == "furniture",
+        "placement": str(o.get("placement", "")),
+        "members": [int(m) for m in o.get("members", [o["track_id"]])],
     }
 
 

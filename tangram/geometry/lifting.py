@@ -24,6 +24,7 @@ import numpy as np
 from tangram.geometry.camera import View
 from tangram.geometry.hull import carve, hull_box
 from tangram.geometry.observations import Observations
+from tangram.geometry.plane import TableFrame
 from tangram.geometry.silhouettes import SilhouetteCache
 
 
@@ -36,7 +37,7 @@ class Object3D:
     size: np.ndarray  # box size along its own axes (x, y) and z
     yaw: float
     support: int  # supporting 3D points
-    fallback: bool  # True: too few points, position from rays meeting the table plane
+    fallback: bool  # True: too few supporting points (placed by triangulation or the ray-plane guess)
     method: str  # what gave the box: "hull", "points" or "ray_plane"
     views: int  # registered keyframes in which the object is seen
     info: dict = field(default_factory=dict)
@@ -56,9 +57,20 @@ class PointCloud:
 
 
 def lift_objects(
-    views: dict[int, View], cloud: PointCloud, obs: Observations, unit: float, min_support: int = 8
+    views: dict[int, View],
+    cloud: PointCloud,
+    obs: Observations,
+    unit: float,
+    min_support: int = 8,
+    triangulated: dict[int, np.ndarray] | None = None,
+    surface: TableFrame | None = None,
+    unplaced: list[dict] | None = None,
 ) -> list[Object3D]:
-    """Objects for every track seen in at least one registered view. `unit`: table-point tolerance."""
+    """Objects for every track seen in at least one registered view. `unit`: table-point tolerance.
+
+    triangulated: track id -> credible multi-view position (this frame); surface: the table, whose
+    extent bounds the ray-plane fallback; unplaced collects {track_id, class_name, reason} of the
+    objects whose position is not credible (reported, not placed)."""
     # tracker boxes over-cover objects: shrink them to assign points, but not to carve the hull,
     # where a box must stay a bound of the object
     support = assign_points(views, cloud, obs, SilhouetteCache(obs, views, box_shrink=0.1), unit)
@@ -68,8 +80,14 @@ def lift_objects(
         frames = [f for f in obs.frames_of(tid) if f in views]
         if not frames:
             continue
-        obj = _lift_one(tid, frames, views, cloud, obs, sils, support.get(tid, np.zeros(0, int)), min_support)
-        if obj is not None:
+        tri = (triangulated or {}).get(tid)
+        obj = _lift_one(
+            tid, frames, views, cloud, obs, sils, support.get(tid, np.zeros(0, int)), min_support, tri, surface
+        )
+        if isinstance(obj, str):
+            if unplaced is not None:
+                unplaced.append({"track_id": tid, "class_name": obs.tracks[tid].class_name, "reason": obj})
+        else:
             objects.append(obj)
     return objects
 
@@ -121,31 +139,63 @@ def _lift_one(
     sils: SilhouetteCache,
     support_idx: np.ndarray,
     min_support: int,
-) -> Object3D | None:
+    tri: np.ndarray | None = None,
+    surface: TableFrame | None = None,
+) -> Object3D | str:
+    """The object, or why its position is not credible."""
     dets = {f: next(d for d in obs.detections(f) if d.track_id == tid) for f in frames}
     seen = {f: views[f] for f in frames}
     boxes = {f: d.box for f, d in dets.items()}
     pts = _robust(cloud.xyz[support_idx]) if len(support_idx) else np.zeros((0, 3))
     guess = footprint_guess(seen, boxes)
     # the object's own points locate it best, also off the table plane (on a shelf, under the desk);
-    # without them the bottom-centre rays meeting the table are the guess
-    if len(pts) >= 3:
-        anchor = np.median(pts, axis=0)
-    elif guess is not None:
-        anchor = np.array([*guess[0], guess[2] / 2])
+    # without enough of them, the multi-view triangulation of its image centres; the bottom-centre
+    # rays meeting the table only as a last resort, and only when they land on the table
+    near_tri = len(pts) >= 3 and (
+        tri is None
+        or len(pts) >= min_support
+        or np.linalg.norm(np.median(pts, axis=0) - tri) <= 2 * apparent_size(seen, boxes, np.asarray(tri))[0]
+    )
+    if near_tri:  # a few points that agree with the silhouettes' triangulation still fix it best
+        anchor, placement = np.median(pts, axis=0), "points"
+    elif tri is not None:
+        anchor, placement = np.asarray(tri, float), "triangulation"
+        pts = np.zeros((0, 3))
+    elif guess is None:
+        return "no credible position: no triangulation, and its rays do not meet the table"
+    elif surface is not None and not _on_surface(guess[0], surface):
+        return (
+            "no credible position: no triangulation, and its rays meet the table plane outside "
+            "the table"
+        )
     else:
-        return None
+        anchor, placement = np.array([*guess[0], guess[2] / 2]), "fallback"
     width, height = apparent_size(seen, boxes, anchor)
     # standing on the table: its points are above the table, and the box's bottom-centre ray meets the
     # table right under them; for an object on a shelf it meets the table far behind it
-    grounded = len(pts) < 3 or (
-        anchor[2] > 0 and guess is not None and np.linalg.norm(guess[0] - anchor[:2]) <= width
-    )
+    if placement == "points":
+        grounded = len(pts) < 3 or (
+            anchor[2] > 0 and guess is not None and np.linalg.norm(guess[0] - anchor[:2]) <= width
+        )
+    else:
+        grounded = abs(anchor[2] - height / 2) <= max(0.75 * height, width)
     pairs = [(views[f], s) for f in frames if (s := sils.get(f, dets[f])) is not None]
-    box, method = _hull_or_points(pairs, anchor, width, height, pts, grounded)
-    if box is None:  # neither hull nor points: rays meeting the table are all we have
-        box = (np.array([anchor[0], anchor[1], height / 2]), np.array([width, width, height]), 0.0)
-        method = "ray_plane"
+    z_span = None if placement == "points" else _anchor_z_range(anchor, height, grounded)
+    box, method = _hull_or_points(pairs, anchor, width, height, pts, grounded, z_span)
+    if box is None and placement == "triangulation" and grounded and guess is not None and (
+        surface is None or _on_surface(guess[0], surface)
+    ):
+        # no hull around the triangulated centre (a big flat object cut by the image border biases
+        # its box centres): the hull around where its box bottoms meet the table, when it carves one
+        alt = np.array([*guess[0], guess[2] / 2])
+        w2, h2 = apparent_size(seen, boxes, alt)
+        found, how = _hull_or_points(pairs, alt, w2, h2, pts, True, _anchor_z_range(alt, h2, True))
+        if found is not None:
+            box, method, anchor, placement, width, height = found, how, alt, "fallback", w2, h2
+    if box is None:  # neither hull nor points: the silhouettes' apparent size around the anchor
+        z = height / 2 if grounded else float(anchor[2])
+        box = (np.array([anchor[0], anchor[1], z]), np.array([width, width, height]), 0.0)
+        method = "ray_plane" if placement == "fallback" else "apparent_size"
     centre, size, yaw = box
     if len(pts):  # keep the support consistent with the box: background points leak through boxes
         pts = pts[_in_box(pts, centre, size * 1.3 + 0.02 * max(size), yaw)]
@@ -154,6 +204,7 @@ def _lift_one(
         "anchor": anchor.tolist(),
         "apparent_width": apparent_size(seen, boxes, centre)[0],
         "ray_plane_centre": None if guess is None else [*guess[0].tolist(), 0.0],
+        "placement": placement,
     }
     return Object3D(
         tid,
@@ -178,9 +229,32 @@ def _z_range(pts: np.ndarray, height: float, grounded: bool) -> tuple[float, flo
     return (0.0 if grounded else float(low - height)), float(max(high, 0.0) + 1.5 * height)
 
 
-def _hull_or_points(pairs, anchor: np.ndarray, width: float, height: float, pts: np.ndarray, grounded: bool):
+def _anchor_z_range(anchor: np.ndarray, height: float, grounded: bool) -> tuple[float, float]:
+    """Vertical span to carve around a triangulated centre: from the table up when it stands there."""
+    if grounded:
+        return 0.0, float(max(anchor[2], 0.0) + 1.5 * height)
+    return float(anchor[2] - 1.5 * height), float(anchor[2] + 1.5 * height)
+
+
+def _on_surface(xy: np.ndarray, surface: TableFrame, margin: float = 0.1) -> bool:
+    """Whether a table-frame point lies over the table's extent (its rectangle grown by `margin`)."""
+    d = np.asarray(xy[:2], float) - np.asarray(surface.rect_center, float)
+    c, s = np.cos(surface.rect_yaw), np.sin(surface.rect_yaw)
+    local = np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1]])
+    return bool(np.all(np.abs(local) <= np.asarray(surface.rect_size) * (0.5 + margin)))
+
+
+def _hull_or_points(
+    pairs,
+    anchor: np.ndarray,
+    width: float,
+    height: float,
+    pts: np.ndarray,
+    grounded: bool,
+    z_span: tuple[float, float] | None = None,
+):
     half = max(width, 0.5 * height) * 0.9
-    z_lo, z_hi = _z_range(pts, height, grounded)
+    z_lo, z_hi = z_span if z_span is not None else _z_range(pts, height, grounded)
     for _ in range(3):  # grow the grid while the hull touches its sides
         hull = carve(pairs, anchor[:2], half, z_lo, z_hi)
         if hull.valid:

@@ -55,6 +55,7 @@ class Box:
     size: np.ndarray  # along the box's own x, y and z
     yaw: float = 0.0
     class_name: str = ""  # "" = unknown: may contain things
+    furniture: bool = False  # stands on the floor (chairs, sofas): never on the table or an object
 
     @property
     def bottom(self) -> float:
@@ -119,13 +120,20 @@ def _inside(u: Box, v: Box, base_tol: float) -> bool:
     )
 
 
-def support_relations(boxes: Sequence[Box], base_tol: float) -> list[Relation]:
-    """on / inside / supported_by, including resting on the table."""
+def support_relations(boxes: Sequence[Box], base_tol: float, table: Box | None = None) -> list[Relation]:
+    """on / inside / supported_by, including resting on the table.
+
+    table: the table top's extent (its footprint; z = 0 is its top). An object is on the table only
+    with its bottom at the top (vertical contact) and its footprint centre over that extent (a
+    bottle 2 m behind the desk at desk height is not on it). Furniture is never on anything.
+    """
     out: list[Relation] = []
     for u in boxes:
+        if u.furniture:
+            continue
         held = False
         for v in boxes:
-            if u.id == v.id:
+            if u.id == v.id or v.furniture:
                 continue
             if _inside(u, v, base_tol):
                 out += [(u.id, "inside", v.id), (u.id, "supported_by", v.id)]
@@ -133,7 +141,8 @@ def support_relations(boxes: Sequence[Box], base_tol: float) -> list[Relation]:
             elif _on(u, v, base_tol):
                 out += [(u.id, "on", v.id), (u.id, "supported_by", v.id)]
                 held = True
-        if not held and abs(u.bottom) <= contact_tolerance(u, None, base_tol):
+        over = table is None or table.covers_xy(u.position, margin=0.5 * u.extent)
+        if not held and over and abs(u.bottom) <= contact_tolerance(u, None, base_tol):
             out += [(u.id, "on", TABLE), (u.id, "supported_by", TABLE)]
     return out
 
@@ -161,7 +170,9 @@ def spatial_relations(boxes: Sequence[Box], near_factor: float, skip: set[frozen
     return out
 
 
-def compute_relations(boxes: Sequence[Box], near_factor: float, contact_tol: float) -> list[Relation]:
-    support = support_relations(boxes, contact_tol)
+def compute_relations(
+    boxes: Sequence[Box], near_factor: float, contact_tol: float, table: Box | None = None
+) -> list[Relation]:
+    support = support_relations(boxes, contact_tol, table)
     stacked = {frozenset((u, v)) for u, _, v in support if v != TABLE}
     return support + spatial_relations(boxes, near_factor, stacked)

@@ -2,13 +2,15 @@
 
 Structure from motion recovers the scene up to scale. We take it from what the scene contains:
 1. known_size: the user gives the height of one object class (most accurate);
-2. class_priors: typical real sizes of recognised object classes (mug ~10 cm tall, apple ~8 cm
-   across). Each object's measured height and width (unscaled) against its class prior gives a
-   log-scale estimate with the prior's spread as uncertainty; estimates are combined by an inverse-
-   variance weighted mean in log space over those within 2 sigma of the weighted median (robust to a
-   toy-sized "sports ball", a giant teddy or a false detection);
-3. camera_distance_prior: with no recognised object, a hand-held tabletop video is filmed from
-   about 0.6 m (factor-of-two uncertainty). Better than nothing; flagged by its uncertainty.
+2. consensus ("class_priors" when only tabletop objects vote): every credible object votes with
+   its measured height and apparent width against its class's typical size (mug ~10 cm tall,
+   apple ~8 cm across), and furniture votes too (a table top ~0.74 m above a found floor, chair
+   tops ~0.85 m above it); votes are pooled per class, classes inconsistent with the rest are
+   rejected (weighted median and MAD in log space), the rest averaged (see `_consensus`);
+3. camera_height_prior: with a floor but nothing recognised, the camera is held ~1.5 m above it;
+4. camera_distance_prior: else a hand-held tabletop video is filmed from about 0.6 m
+   (factor-of-two uncertainty). Better than nothing; flagged by its uncertainty.
+Evidence lists every vote and whether its class was kept.
 Uncertainty is reported as a relative 1-sigma on metres_per_unit.
 """
 
@@ -73,7 +75,7 @@ def implausible_size(obj: Object3D) -> str | None:
 # log-size noise of our measurements: the apparent width (box width at the object's depth) is the
 # most direct; heights come from the hull's top (cone-shaped caps over flat tops, cut spheres) or
 # from points (the top may be untextured), so they count for less
-HEIGHT_SIGMA = {"hull": 0.2, "points": 0.35, "ray_plane": 0.5}
+HEIGHT_SIGMA = {"hull": 0.2, "points": 0.35, "apparent_size": 0.45, "ray_plane": 0.5}
 WIDTH_SIGMA = 0.1
 CAMERA_DISTANCE_M = 0.6
 
@@ -82,7 +84,7 @@ CAMERA_DISTANCE_M = 0.6
 class ScaleEstimate:
     metres_per_unit: float
     uncertainty: float  # relative 1 sigma
-    method: str  # "known_size", "class_priors" or "camera_distance_prior"
+    method: str  # "known_size", "consensus", "class_priors", "camera_height_prior", "camera_distance_prior"
     evidence: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -95,16 +97,32 @@ class ScaleEstimate:
 
 
 def estimate_scale(
-    objects: Sequence[Object3D], camera_distance: float, known: tuple[str, float] | None = None
+    objects: Sequence[Object3D],
+    camera_distance: float,
+    known: tuple[str, float] | None = None,
+    extra_votes: Sequence[dict] = (),
+    camera_height: float | None = None,
 ) -> ScaleEstimate:
-    """metres per SfM unit. camera_distance: median camera-to-table-centre distance (SfM units)."""
+    """metres per SfM unit.
+
+    camera_distance: median camera-to-table-centre distance (SfM units); extra_votes: furniture and
+    surface evidence (`furniture_votes`); camera_height: median camera height above a found floor
+    (SfM units), the last-resort prior before the camera distance.
+    """
     if known is not None:
         found = _from_known(objects, *known)
         if found is not None:
             return found
-    found = _from_priors(objects)
+    found = _consensus([*object_votes(objects), *extra_votes])
     if found is not None:
         return found
+    if camera_height is not None and camera_height > 0:
+        return ScaleEstimate(
+            CAMERA_HEIGHT_M / camera_height,
+            0.35,
+            "camera_height_prior",
+            [{"camera_height_units": camera_height, "assumed_m": CAMERA_HEIGHT_M}],
+        )
     return ScaleEstimate(
         CAMERA_DISTANCE_M / camera_distance,
         0.5,
@@ -131,11 +149,25 @@ def _from_known(objects: Sequence[Object3D], class_name: str, height_m: float) -
     return ScaleEstimate(float(np.median(ratios)), float(sigma), "known_size", evidence)
 
 
-def _from_priors(objects: Sequence[Object3D]) -> ScaleEstimate | None:
-    logs, sigmas, evidence = [], [], []
+def vote(track_id: int | str, class_name: str, dimension: str, measured: float, typical: float, sigma: float) -> dict:
+    """One object's say on the scale: log(typical metres / measured units) with its 1-sigma."""
+    return {
+        "track_id": track_id,
+        "class_name": class_name,
+        "dimension": dimension,
+        "measured_units": float(measured),
+        "typical_m": float(typical),
+        "sigma": float(sigma),
+        "log_scale": float(np.log(typical / measured)),
+    }
+
+
+def object_votes(objects: Sequence[Object3D]) -> list[dict]:
+    """Height and apparent-width votes of every object of a class with a size prior."""
+    out = []
     for o in objects:
         prior = CLASS_PRIORS.get(o.class_name)
-        if prior is None:
+        if prior is None or o.info.get("placement") == "fallback":
             continue
         height, width, spread = prior
         measured = {
@@ -144,44 +176,106 @@ def _from_priors(objects: Sequence[Object3D]) -> ScaleEstimate | None:
         }
         for what, typical in (("height", height), ("width", width)):
             value, meas_sigma = measured[what]
-            if value <= 0:
-                continue
-            logs.append(np.log(typical / value))
-            sigmas.append(float(np.hypot(spread, meas_sigma)))
-            evidence.append(
-                {
-                    "track_id": o.track_id,
-                    "class_name": o.class_name,
-                    "dimension": what,
-                    "measured_units": value,
-                    "typical_m": typical,
-                    "sigma": sigmas[-1],
-                }
-            )
-    if not logs:
-        return None
-    value, sigma, used = _robust_log_mean(np.array(logs), np.array(sigmas))
-    for item, keep in zip(evidence, used, strict=True):
-        item["used"] = bool(keep)
-    return ScaleEstimate(float(np.exp(value)), float(sigma), "class_priors", evidence)
+            if value > 0:
+                out.append(vote(o.track_id, o.class_name, what, value, typical, float(np.hypot(spread, meas_sigma))))
+    return out
 
 
-def _robust_log_mean(logs: np.ndarray, sigmas: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Inverse-variance mean of the estimates within 2 sigma of their weighted median.
+def _consensus(votes: Sequence[dict]) -> ScaleEstimate | None:
+    """Robust consensus of per-object votes, rejecting whole classes that disagree with the rest.
 
-    The median step makes one false detection (a "book" that is really a patch of table) unable to
-    drag the scale; the mean over the consistent rest keeps the precision of many objects.
+    1. each class's votes are pooled (inverse-variance mean in log space; its sigma is the larger of
+       the pooled prior sigma and the spread of its own votes);
+    2. the classes' weighted median and the median absolute deviation (MAD) of the class votes;
+       a class further from the median than max(2.5 sigma_class, 3 MAD) is rejected (a "sandwich"
+       that is a fruit basket, a toy-sized ball);
+    3. inverse-variance mean of the kept votes; the uncertainty is the larger of the pooled sigma and
+       the spread of the kept class votes (honest when the priors claim more than the data show).
     """
-    w = 1 / sigmas**2
-    order = np.argsort(logs)
-    cum = np.cumsum(w[order])
-    median = float(logs[order][np.searchsorted(cum, cum[-1] / 2)])
-    used = np.abs(logs - median) <= 2 * sigmas
-    if not used.any():
-        used[int(np.argmin(np.abs(logs - median) / sigmas))] = True
-    w = w[used]
-    mean = float((w * logs[used]).sum() / w.sum())
-    # the spread of the estimates can exceed what the priors claim: take the larger of the two
-    sigma_prior = 1 / np.sqrt(w.sum())
-    spread = float(np.sqrt((w * (logs[used] - mean) ** 2).sum() / w.sum() / max(used.sum() - 1, 1)))
-    return mean, float(max(sigma_prior, spread)), used
+    if not votes:
+        return None
+    by_class: dict[str, list[int]] = {}
+    for k, v in enumerate(votes):
+        by_class.setdefault(v["class_name"], []).append(k)
+    names = sorted(by_class)
+    logs = np.array([v["log_scale"] for v in votes])
+    sig = np.array([v["sigma"] for v in votes])
+    c_log, c_sig = [], []
+    for name in names:
+        idx = by_class[name]
+        w = 1 / sig[idx] ** 2
+        mean = float((w * logs[idx]).sum() / w.sum())
+        spread = float(np.sqrt((w * (logs[idx] - mean) ** 2).sum() / w.sum())) if len(idx) > 1 else 0.0
+        c_log.append(mean)
+        c_sig.append(max(1 / np.sqrt(w.sum()), spread))
+    c_log_a, c_sig_a = np.array(c_log), np.array(c_sig)
+    median = _weighted_median(c_log_a, 1 / c_sig_a**2)
+    mad = 1.4826 * float(np.median(np.abs(c_log_a - median))) if len(names) >= 3 else 0.0
+    kept = np.abs(c_log_a - median) <= np.maximum(2.5 * c_sig_a, 3 * mad)
+    if not kept.any():
+        kept[int(np.argmin(np.abs(c_log_a - median) / c_sig_a))] = True
+    w = 1 / c_sig_a[kept] ** 2
+    mean = float((w * c_log_a[kept]).sum() / w.sum())
+    pooled = 1 / np.sqrt(w.sum())
+    spread = (
+        float(np.sqrt((w * (c_log_a[kept] - mean) ** 2).sum() / w.sum() / (kept.sum() - 1)))
+        if kept.sum() > 1
+        else 0.0
+    )
+    keep_class = dict(zip(names, kept.tolist(), strict=True))
+    evidence = []
+    for v in votes:
+        item = {k: (round(x, 6) if isinstance(x, float) else x) for k, x in v.items()}
+        item["used"] = bool(keep_class[v["class_name"]])
+        evidence.append(item)
+    method = "consensus" if any(v.get("furniture") for v in votes) else "class_priors"
+    return ScaleEstimate(float(np.exp(mean)), float(max(pooled, spread)), method, evidence)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, cum[-1] / 2)])
+
+
+# Furniture: typical heights above the floor (metres) and log sigma. A table top stands 0.72-0.76 m
+# above the floor in offices and dining rooms (desks the same); chairs reach 0.8-0.95 m with their
+# backs; sofas 0.8-0.9 m. Widths are weaker evidence (chairs 0.45-0.6 m, seen from any side).
+FURNITURE_HEIGHT: dict[str, tuple[float, float]] = {
+    "dining table": (0.74, 0.08),
+    "desk": (0.74, 0.08),
+    "chair": (0.85, 0.2),
+    "couch": (0.85, 0.25),
+    "bench": (0.45, 0.3),
+    "bed": (0.55, 0.35),
+    "toilet": (0.75, 0.25),
+}
+FURNITURE_WIDTH: dict[str, tuple[float, float]] = {"chair": (0.5, 0.3), "couch": (1.9, 0.4)}
+TABLE_CLASSES = frozenset({"dining table", "desk"})
+CAMERA_HEIGHT_M = 1.5  # hand-held or head-mounted, standing
+
+
+def furniture_votes(
+    furniture: Sequence[tuple[int, str, float, float]], table_height: float | None, table_seen: bool
+) -> list[dict]:
+    """Votes from furniture: (track_id, class, top height above the floor, apparent width), units.
+
+    table_height: the table top's height above the found floor (units); it votes as a dining table
+    when a table was detected (table_seen), the surface the objects stand on.
+    """
+    out = []
+    if table_height is not None and table_height > 0 and table_seen:
+        typical, sigma = FURNITURE_HEIGHT["dining table"]
+        out.append(vote("table", "dining table", "top above floor", table_height, typical, sigma))
+    for tid, cls, top, width in furniture:
+        if cls in TABLE_CLASSES:
+            continue
+        if top > 0 and cls in FURNITURE_HEIGHT:
+            typical, sigma = FURNITURE_HEIGHT[cls]
+            out.append(vote(tid, cls, "top above floor", top, typical, sigma))
+        if width > 0 and cls in FURNITURE_WIDTH:
+            typical, sigma = FURNITURE_WIDTH[cls]
+            out.append(vote(tid, cls, "width", width, typical, sigma))
+    for v in out:
+        v["furniture"] = True
+    return out

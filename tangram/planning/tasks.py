@@ -301,6 +301,10 @@ def default_task_candidates(world: World) -> list[str]:
     flat = [i for i in movable if world.objects[i].flat_top]
     if len(flat) >= 2:
         candidates.append("stack " + " and ".join(f"object {i}" for i in flat[:2]))
+    # no container, nothing to stack: still a real manipulation of the graspable objects on the
+    # surface (move one aside), not "go home", which the user did not film a table for
+    for i in movable:
+        candidates += [f"move the {_ref(world, i)} to the {side} by 10 cm" for side in ("left", "right")]
     candidates.append("go home")
     return candidates
 

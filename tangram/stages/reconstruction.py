@@ -38,7 +38,8 @@ from tangram.fileio import write_json
 from tangram.geometry import keyframes as kf
 from tangram.geometry.camera import Intrinsics, View
 from tangram.geometry.export import write_ply
-from tangram.geometry.lifting import Object3D, PointCloud, lift_objects
+from tangram.geometry.fusion import CONFUSABLE_GROUPS, Fusion, TrackEvidence, apply_fusion, fuse_tracks, track_evidence
+from tangram.geometry.lifting import Object3D, PointCloud, apparent_size, lift_objects
 from tangram.geometry.observations import (
     Observations,
     drop_tracks,
@@ -47,7 +48,7 @@ from tangram.geometry.observations import (
     object_colour,
 )
 from tangram.geometry.plane import TableFrame
-from tangram.geometry.scale import ScaleEstimate, estimate_scale, implausible_size
+from tangram.geometry.scale import ScaleEstimate, estimate_scale, furniture_votes, implausible_size
 from tangram.geometry.table import TableEstimate, estimate_table
 from tangram.media import FrameSource, frame_name, open_media
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
@@ -70,28 +71,17 @@ def run(ctx: StageContext) -> StageOutcome:
     source = open_media(ctx.input_path)
     obs = load_observations(ctx.upstream.get("tracking"), ctx.upstream.get("segmentation"))
     ensure_tracks(obs)
-    ignored = select_tracks(obs, cfg)
     ctx.progress(0, STEPS, "choosing keyframes")
     plan = plan_keyframes(source, cfg, obs.mask_frames)
     images = write_keyframes(source, plan.frames, ctx.out_dir / "images")
     ctx.progress(1, STEPS, f"structure from motion on {len(images)} keyframes")
     sfm = _run_sfm(ctx, cfg, plan, images)
     model = read_model(sfm.reconstruction)
-    ctx.progress(4, STEPS, "finding the table plane")
-    table = estimate_table(model.views, model.cloud, obs, min(model.views))
-    if table is None:
-        raise StageFailed(
-            "no supporting surface found: the 3D points show no plane with the cameras above it"
-        )
-    ctx.progress(5, STEPS, "placing objects in 3D")
-    objects, scale, oversized = place_objects(model, table, obs, cfg)
-    ignored += oversized
-    metric = table.frame.rescaled(scale.metres_per_unit)
-    _to_table_frame(sfm.reconstruction, metric)
+    ctx.progress(4, STEPS, "fusing tracks into objects, finding the table plane")
+    scene = build_scene(model, obs, cfg)
+    _to_table_frame(sfm.reconstruction, scene.metric)
     ctx.progress(6, STEPS, "writing the model")
-    summary = write_outputs(
-        ctx.out_dir, sfm, plan, model, table, metric, scale, objects, obs, images, ignored
-    )
+    summary = write_outputs(ctx.out_dir, sfm, plan, model, scene, obs, images)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     ctx.progress(STEPS, STEPS, "done")
     return StageOutcome(backend=f"pycolmap:{plan.matcher}+{cfg.mapper}", summary=summary)
@@ -100,11 +90,17 @@ def run(ctx: StageContext) -> StageOutcome:
 # --- tracks ------------------------------------------------------------------------------------------
 
 
-def select_tracks(obs: Observations, cfg: ReconstructionConfig) -> list[dict[str, Any]]:
-    """Drop tracks that are not objects on the table; returns what was dropped and why.
+def select_tracks(
+    obs: Observations, cfg: ReconstructionConfig, evidence: dict[int, TrackEvidence] | None = None
+) -> list[dict[str, Any]]:
+    """Drop tracks (fused objects, see `tangram.geometry.fusion`) that are not objects; returns what
+    was dropped and why.
 
-    Short tracks (a few frames of a long video) are mostly detector noise; detections of furniture
-    classes ("dining table") are the supporting surface itself, which the table plane stands for.
+    Short tracks (a few frames of a long video) are mostly detector noise; the filter runs on fused
+    objects, so fragments of one real object count together, and an object that is short-lived
+    but triangulates consistently from `min_object_views` registered views or more (a camera
+    walking past it) is kept: noise does not agree with itself in 3D. Detections of surface classes
+    ("dining table") are the supporting surface itself, which the table plane stands for.
     """
     frames = obs.processed_frames or len(obs.by_frame)
     ignored = []
@@ -112,11 +108,32 @@ def select_tracks(obs: Observations, cfg: ReconstructionConfig) -> list[dict[str
         seen = len(obs.frames_of(tid))
         if info.class_name in cfg.surface_classes:
             ignored.append({"track_id": tid, "class_name": info.class_name, "reason": "supporting surface"})
-        elif seen < max(1, cfg.min_track_fraction * frames):
+        elif seen < max(1, cfg.min_track_fraction * frames) and not _consistent(evidence, tid, cfg):
             reason = f"seen in {seen} of {frames} frames"
             ignored.append({"track_id": tid, "class_name": info.class_name, "reason": reason})
     drop_tracks(obs, {i["track_id"] for i in ignored})
     return ignored
+
+
+def _consistent(
+    evidence: dict[int, TrackEvidence] | None, tid: int, cfg: ReconstructionConfig, extra_views: int = 0
+) -> bool:
+    """Credibly triangulated from at least min_object_views (+ extra_views) registered keyframes."""
+    if evidence is None or tid not in evidence:
+        return False
+    tri = evidence[tid].triangulation
+    return tri.credible and len(tri.inliers) >= cfg.min_object_views + extra_views
+
+
+def _subset(obs: Observations, keep: set[int]) -> Observations:
+    """The observations of some tracks only (detections shared, nothing copied deeply)."""
+    by_frame = {f: [d for d in dets if d.track_id in keep] for f, dets in obs.by_frame.items()}
+    return Observations(
+        {f: d for f, d in by_frame.items() if d},
+        {t: i for t, i in obs.tracks.items() if t in keep},
+        obs.frame_images,
+        obs.processed_frames,
+    )
 
 
 # --- keyframes ---------------------------------------------------------------------------------------
@@ -272,24 +289,143 @@ def read_model(rec) -> Model:
 # --- table frame, objects, scale ---------------------------------------------------------------------
 
 
+@dataclass
+class Scene:
+    objects: list[Object3D]  # metric table frame: tabletop objects and furniture
+    scale: ScaleEstimate
+    table: TableEstimate
+    metric: TableFrame
+    ignored: list[dict[str, Any]]  # tracks left out, and why
+    unplaced: list[dict[str, Any]]  # objects whose position is not credible, and why
+    fusion: Fusion
+    evidence: dict[int, TrackEvidence]  # per fused object (SfM frame)
+
+
+def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig) -> Scene:
+    """From the SfM model and the 2D tracks to metric objects on the right surfaces (obs is modified:
+    fused tracks take their object's id)."""
+    raw = track_evidence(obs, model.views, cfg.seed)
+    fusion = fuse_tracks(obs, raw)
+    apply_fusion(obs, fusion)
+    evidence = track_evidence(obs, model.views, cfg.seed)  # fused objects, from all their views
+    surfaces_seen = {info.class_name for info in obs.tracks.values()} & set(cfg.surface_classes)
+    ignored = select_tracks(obs, cfg, evidence)
+    furniture = {t for t, i in obs.tracks.items() if i.class_name in cfg.furniture_classes}
+    tabletop = set(obs.tracks) - furniture
+    anchors = [
+        (evidence[t].bottom, evidence[t].width)
+        for t in sorted(tabletop)
+        if evidence[t].bottom is not None and evidence[t].width > 0
+    ]
+    table = estimate_table(model.views, model.cloud, _subset(obs, tabletop), min(model.views), anchors)
+    if table is None:
+        raise StageFailed(
+            "no supporting surface found: the 3D points show no plane with the cameras above it"
+        )
+    objects, scale, oversized, unplaced = place_objects(
+        model, table, obs, cfg, evidence, tabletop, furniture, bool(surfaces_seen)
+    )
+    ignored += oversized
+    metric = table.frame.rescaled(scale.metres_per_unit)
+    return Scene(objects, scale, table, metric, ignored, unplaced, fusion, evidence)
+
+
 def place_objects(
-    model: Model, table: TableEstimate, obs: Observations, cfg: ReconstructionConfig
-) -> tuple[list[Object3D], ScaleEstimate, list[dict[str, Any]]]:
-    """Objects in the metric table frame, the scale that made it metric, and the objects left out
-    because their metric size is implausible for their class (the scale is estimated without them)."""
+    model: Model,
+    table: TableEstimate,
+    obs: Observations,
+    cfg: ReconstructionConfig,
+    evidence: dict[int, TrackEvidence],
+    tabletop: set[int],
+    furniture: set[int],
+    table_seen: bool,
+) -> tuple[list[Object3D], ScaleEstimate, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Objects in the metric table frame, the scale that made it metric, the objects left out
+    because their metric size is implausible for their class (the scale is estimated without them),
+    and the objects whose position is not credible."""
     t = table.frame.table_from_world
     views = {f: v.transformed(t) for f, v in model.views.items()}
     cloud = PointCloud(table.frame.apply(model.cloud.xyz), model.cloud.rgb, model.cloud.seen_in)
-    objects = lift_objects(views, cloud, obs, table.threshold, cfg.min_object_points)
+    tri = {
+        tid: table.frame.apply(e.triangulation.point[None])[0]
+        for tid, e in evidence.items()
+        if e.triangulation.credible
+    }
+    unplaced: list[dict[str, Any]] = []
+    objects = lift_objects(
+        views, cloud, _subset(obs, tabletop), table.threshold, cfg.min_object_points, tri, table.frame, unplaced
+    )
+    for o in objects:
+        o.info["triangulation"] = evidence[o.track_id].triangulation.as_dict()
+    chairs = lift_furniture(views, obs, furniture, tri, table.floor_z, unplaced)
     distance = float(np.median([np.linalg.norm(v.centre) for v in views.values()]))
-    scale = estimate_scale(objects, distance, cfg.known_object_size)
+    floor_z = table.floor_z
+    camera_height = (
+        None if floor_z is None else float(np.median([v.centre[2] for v in views.values()]) - floor_z)
+    )
+    votes = furniture_votes(
+        [(o.track_id, o.class_name, o.info["top_above_floor"], o.info["apparent_width"]) for o in chairs],
+        None if floor_z is None else -floor_z,
+        table_seen,
+    )
+
+    def scale_of(objs: list[Object3D]) -> ScaleEstimate:
+        return estimate_scale(objs, distance, cfg.known_object_size, votes, camera_height)
+
+    scale = scale_of(objects)
     reasons = {o.track_id: implausible_size(o.scaled(scale.metres_per_unit)) for o in objects}
-    dropped = [{"track_id": o.track_id, "class_name": o.class_name, "reason": reasons[o.track_id]}
-               for o in objects if reasons[o.track_id]]
-    if dropped:
-        objects = [o for o in objects if not reasons[o.track_id]]
-        scale = estimate_scale(objects, distance, cfg.known_object_size)
-    return [o.scaled(scale.metres_per_unit) for o in objects], scale, dropped
+    odd = [o for o in objects if reasons[o.track_id]]
+    dropped = []
+    if odd:
+        # left out of the scale; left out of the scene too unless many views place it consistently
+        # (a real object the detector misnames: a fruit basket called "sandwich")
+        scale = scale_of([o for o in objects if not reasons[o.track_id]])
+        for o in odd:
+            why = implausible_size(o.scaled(scale.metres_per_unit))
+            if why is None:
+                continue
+            if _consistent(evidence, o.track_id, cfg):
+                o.info["size_note"] = why + "; kept: placed consistently from many views, left out of the scale"
+            else:
+                dropped.append({"track_id": o.track_id, "class_name": o.class_name, "reason": why})
+        objects = [o for o in objects if o.track_id not in {d["track_id"] for d in dropped}]
+    return [o.scaled(scale.metres_per_unit) for o in objects + chairs], scale, dropped, unplaced
+
+
+def lift_furniture(
+    views: dict[int, View],
+    obs: Observations,
+    furniture: set[int],
+    tri: dict[int, np.ndarray],
+    floor_z: float | None,
+    unplaced: list[dict[str, Any]],
+) -> list[Object3D]:
+    """Chairs, sofas...: boxes from the triangulated centre and the silhouettes' apparent size,
+    standing on the floor when one was found (table frame, unit scale)."""
+    out = []
+    for tid in sorted(furniture):
+        cls = obs.tracks[tid].class_name
+        if tid not in tri:
+            unplaced.append({"track_id": tid, "class_name": cls, "reason": "no credible triangulation"})
+            continue
+        frames = [f for f in obs.frames_of(tid) if f in views]
+        boxes = {f: next(d.box for d in obs.detections(f) if d.track_id == tid) for f in frames}
+        centre = tri[tid]
+        width, height = apparent_size({f: views[f] for f in frames}, boxes, centre)
+        top = float(centre[2] + height / 2)
+        bottom = float(floor_z) if floor_z is not None and floor_z < top else float(centre[2] - height / 2)
+        box_centre = np.array([centre[0], centre[1], (top + bottom) / 2])
+        size = np.array([width, width, top - bottom])
+        info = {
+            "apparent_width": width,
+            "placement": "triangulation",
+            "kind": "furniture",
+            "top_above_floor": 0.0 if floor_z is None else top - float(floor_z),
+        }
+        out.append(
+            Object3D(tid, cls, centre.copy(), box_centre, size, 0.0, 0, True, "apparent_size", len(frames), info)
+        )
+    return out
 
 
 def _to_table_frame(rec, metric: TableFrame) -> None:
@@ -306,15 +442,13 @@ def write_outputs(
     sfm,
     plan: KeyframePlan,
     model: Model,
-    table: TableEstimate,
-    metric: TableFrame,
-    scale: ScaleEstimate,
-    objects: list[Object3D],
+    scene: Scene,
     obs: Observations,
     images: dict[int, str],
-    ignored: list[dict[str, Any]],
 ) -> dict[str, Any]:
     from tangram.geometry import sfm as sfm_mod
+
+    table, metric, scale, objects, ignored = scene.table, scene.metric, scene.scale, scene.objects, scene.ignored
 
     rec = sfm.reconstruction
     (out / "sparse").mkdir(parents=True, exist_ok=True)
@@ -345,12 +479,20 @@ def write_outputs(
         out / "objects.json",
         {
             "frame": "table (metres, z up, table top z=0)",
-            "objects": [_object_dict(o, obs, image_paths) for o in objects],
-            "ignored_tracks": ignored,
+            "objects": [_object_dict(o, obs, image_paths, scene) for o in objects],
+            "unplaced": [_with_members(u, scene) for u in scene.unplaced],
+            "ignored_tracks": [_with_members(i, scene) for i in ignored],
+            "confusable_classes": {k: sorted(g) for k, g in CONFUSABLE_GROUPS.items()},
         },
     )
     stats = _stats(sfm, plan, rec, table, scale, objects, obs)
     stats["ignored_tracks"] = len(ignored)
+    stats["objects_unplaced"] = len(scene.unplaced)
+    stats["tracks_in"] = sum(len(m) for m in scene.fusion.members.values())
+    stats["tracks_fused"] = sum(len(m) - 1 for m in scene.fusion.members.values())
+    stats["placement"] = {
+        k: sum(o.info.get("placement") == k for o in objects) for k in ("points", "triangulation", "fallback")
+    }
     write_json(out / "stats.json", stats)
     return {
         k: stats[k]
@@ -377,24 +519,43 @@ def _table_dict(table: TableEstimate, metric: TableFrame) -> dict[str, Any]:
         "inliers": table.inliers,
         "candidates": table.candidates,
         "method": table.method,
+        "floor_z": None if table.floor_z is None else table.floor_z * metric.scale,
+        "extent_points": table.table_points,
     }
 
 
-def _object_dict(o: Object3D, obs: Observations, images: dict[int, Path]) -> dict[str, Any]:
+def _object_dict(o: Object3D, obs: Observations, images: dict[Path, Path], scene: Scene) -> dict[str, Any]:
     track = obs.tracks[o.track_id]
+    ev = scene.evidence.get(o.track_id)
     return {
         "track_id": o.track_id,
         "class_name": o.class_name,
+        "kind": o.info.get("kind", "object"),
+        "members": scene.fusion.members.get(o.track_id, [o.track_id]),
+        "class_votes": scene.fusion.classes.get(o.track_id, {}),
         "centroid": o.centroid.tolist(),
         "box": {"center": o.centre.tolist(), "size": o.size.tolist(), "yaw": o.yaw},
+        "placement": o.info.get("placement", "points"),
         "support": o.support,
         "fallback": o.fallback,
         "method": o.method,
         "views": o.views,
+        "triangulation": None if ev is None else _tri_metric(ev, scene),
         "color": object_colour(obs, o.track_id, images),
         "confidence": track.mean_confidence,
         "observations": track.num_frames,
     }
+
+
+def _tri_metric(ev: TrackEvidence, scene: Scene) -> dict[str, Any]:
+    out = ev.triangulation.as_dict()
+    if ev.triangulation.point is not None:
+        out["point"] = scene.metric.apply(ev.triangulation.point[None])[0].tolist()
+    return out
+
+
+def _with_members(item: dict[str, Any], scene: Scene) -> dict[str, Any]:
+    return {**item, "members": scene.fusion.members.get(item["track_id"], [item["track_id"]])}
 
 
 def _stats(
