@@ -33,7 +33,11 @@ class SfmOptions:
     max_num_features: int = 8192
     overlap: int = 10  # sequential matching: each image is matched to this many successors
     seed: int = 0
-    num_threads: int = -1
+    num_threads: int = -1  # SIFT extraction (per image, so any thread count gives the same features)
+    # Matching and mapping on one thread: their RANSAC generators are per thread, so with several
+    # threads the random numbers a pair or a model step gets depend on scheduling, and two runs differ
+    # by up to a centimetre in camera pose. -1 trades that for speed.
+    solver_threads: int = 1
 
 
 @dataclass
@@ -106,7 +110,7 @@ def _extract(db: Path, image_dir: Path, names: Sequence[str], options: SfmOption
 
 def _match(db: Path, options: SfmOptions) -> None:
     matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = options.num_threads
+    matching.num_threads = options.solver_threads
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = options.seed
     if options.matcher == "exhaustive":
@@ -130,13 +134,13 @@ def _map(db: Path, image_dir: Path, out: Path, options: SfmOptions) -> dict[int,
     out.mkdir(parents=True, exist_ok=True)
     known = options.intrinsics is not None
     if options.mapper == "global":
-        glob = pycolmap.GlobalPipelineOptions(random_seed=options.seed, num_threads=options.num_threads)
+        glob = pycolmap.GlobalPipelineOptions(random_seed=options.seed, num_threads=options.solver_threads)
         glob.min_model_size = 3
         if known:
             ba = glob.mapper.bundle_adjustment
             ba.refine_focal_length = ba.refine_principal_point = ba.refine_extra_params = False
         return dict(pycolmap.global_mapping(db, image_dir, out, glob))
-    inc = pycolmap.IncrementalPipelineOptions(random_seed=options.seed, num_threads=options.num_threads)
+    inc = pycolmap.IncrementalPipelineOptions(random_seed=options.seed, num_threads=options.solver_threads)
     inc.min_model_size = 3
     inc.mapper.random_seed = options.seed
     inc.triangulation.random_seed = options.seed
