@@ -65,6 +65,7 @@ def lift_objects(
     triangulated: dict[int, np.ndarray] | None = None,
     surface: TableFrame | None = None,
     unplaced: list[dict] | None = None,
+    without_points: set[int] | None = None,
 ) -> list[Object3D]:
     """Objects for every track seen in at least one registered view. `unit`: table-point tolerance.
 
@@ -81,6 +82,8 @@ def lift_objects(
         if not frames:
             continue
         tri = (triangulated or {}).get(tid)
+        if without_points and tid in without_points:
+            support[tid] = np.zeros(0, int)
         obj = _lift_one(
             tid, frames, views, cloud, obs, sils, support.get(tid, np.zeros(0, int)), min_support, tri, surface
         )

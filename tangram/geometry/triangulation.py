@@ -8,8 +8,9 @@ mask, else the tracker box centre). The object's centre lies near all of them. S
    front of the camera;
 2. least squares over the inliers: the point nearest to all inlier rays (sum of squared
    perpendicular distances), re-scored once;
-3. credibility: at least `min_views` inlier views, most of the views agreeing, and a wide enough
-   angle between inlier rays for the depth to be fixed (`min_angle_deg`). A track that is two
+3. credibility: at least `min_views` inlier views, most of the views agreeing (or at least
+   `MIN_AGREEING` of them), and a wide enough angle between inlier rays for the depth to be fixed
+   (`min_angle_deg`). A track that is two
    physical objects (an id switch) keeps the majority and reports the rest as outliers.
 Works in any frame (the SfM world or the table frame); lengths are in that frame's units.
 """
@@ -27,6 +28,7 @@ from tangram.geometry.camera import View
 MIN_ANGLE_DEG = 3.0  # narrower baselines leave the depth along the rays unfixed
 MIN_VIEWS = 2
 MIN_INLIER_FRACTION = 0.5
+MIN_AGREEING = 3  # this many views agreeing a wide angle apart is no coincidence, even as a minority
 BOX_MARGIN = 0.15  # inlier: the projection falls in the box grown by this fraction per side
 MAX_PAIRS = 400
 
@@ -107,7 +109,7 @@ def triangulate(
     result = Triangulation(point, [obs[k].frame for k in np.flatnonzero(inl)], len(obs), angle, residual)
     if inl.sum() < min_views:
         result.reason = f"only {int(inl.sum())} of {len(obs)} views agree on a position"
-    elif inl.mean() < MIN_INLIER_FRACTION:
+    elif inl.mean() < MIN_INLIER_FRACTION and inl.sum() < MIN_AGREEING:
         result.reason = f"views disagree: {int(inl.sum())} of {len(obs)} agree on a position"
     elif angle < min_angle_deg:
         result.reason = f"inlier rays only {angle:.1f} degrees apart: depth not fixed"

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,13 @@ from tangram.geometry.observations import (
     object_colour,
 )
 from tangram.geometry.plane import TableFrame
-from tangram.geometry.scale import ScaleEstimate, estimate_scale, furniture_votes, implausible_size
+from tangram.geometry.scale import CLASS_PRIORS, ScaleEstimate, estimate_scale, furniture_votes, implausible_size
 from tangram.geometry.table import TableEstimate, estimate_table
 from tangram.media import FrameSource, frame_name, open_media
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
 
 MAX_ANALYSED_FRAMES = 400  # longer videos are analysed at a stride
+MAX_FURNITURE_M = 2.5  # no chair or sofa is taller or wider (a long sofa ~2.4 m)
 STEPS = 7
 
 
@@ -373,7 +374,33 @@ def place_objects(
         return estimate_scale(objs, distance, cfg.known_object_size, votes, camera_height)
 
     scale = scale_of(objects)
+    # furniture several times any real chair's size is a false detection or a bad triangulation:
+    # out of the scene and out of the scale
+    huge = [o for o in chairs if float(np.max(o.size)) * scale.metres_per_unit > MAX_FURNITURE_M]
+    if huge:
+        chairs = [o for o in chairs if o not in huge]
+        ids = {o.track_id for o in huge}
+        votes = [v for v in votes if v["track_id"] not in ids]
+        scale = scale_of(objects)
     reasons = {o.track_id: implausible_size(o.scaled(scale.metres_per_unit)) for o in objects}
+    leaked = {
+        o.track_id
+        for o in objects
+        if reasons[o.track_id] and o.info.get("placement") == "points" and o.track_id in tri
+    }
+    if leaked:
+        # implausibly big from its points: background points leaked in through its boxes; place it
+        # from its silhouettes' triangulation instead
+        again = lift_objects(
+            views, cloud, _subset(obs, leaked), table.threshold, cfg.min_object_points, tri, table.frame,
+            unplaced, without_points=leaked,
+        )
+        redo = {o.track_id: o for o in again}
+        for o in again:
+            o.info["triangulation"] = evidence[o.track_id].triangulation.as_dict()
+            o.info["points_dropped"] = "its points box was implausibly large: background points"
+        objects = [redo.get(o.track_id, o) for o in objects if o.track_id not in leaked or o.track_id in redo]
+        reasons = {o.track_id: implausible_size(o.scaled(scale.metres_per_unit)) for o in objects}
     odd = [o for o in objects if reasons[o.track_id]]
     dropped = []
     if odd:
@@ -384,12 +411,30 @@ def place_objects(
             why = implausible_size(o.scaled(scale.metres_per_unit))
             if why is None:
                 continue
-            if _consistent(evidence, o.track_id, cfg):
+            alias = _plausible_alias(o.scaled(scale.metres_per_unit))
+            if alias is not None:  # the detector's confusion, not a false detection: a basket as "sandwich"
+                o.info["size_note"] = f"{why}; kept: the size fits a {alias}, a class it is confused with"
+            elif _consistent(evidence, o.track_id, cfg):
                 o.info["size_note"] = why + "; kept: placed consistently from many views, left out of the scale"
             else:
                 dropped.append({"track_id": o.track_id, "class_name": o.class_name, "reason": why})
         objects = [o for o in objects if o.track_id not in {d["track_id"] for d in dropped}]
+    dropped += [
+        {"track_id": o.track_id, "class_name": o.class_name,
+         "reason": f"implausible size: {float(np.max(o.size)) * scale.metres_per_unit:.1f} m across"}
+        for o in huge
+    ]
     return [o.scaled(scale.metres_per_unit) for o in objects + chairs], scale, dropped, unplaced
+
+
+def _plausible_alias(obj: Object3D) -> str | None:
+    """A class the detector confuses with obj's (`CONFUSABLE_GROUPS`) for which its size is plausible."""
+    for group in CONFUSABLE_GROUPS.values():
+        if obj.class_name in group:
+            for other in sorted(group - {obj.class_name}):
+                if implausible_size(replace(obj, class_name=other)) is None and other in CLASS_PRIORS:
+                    return other
+    return None
 
 
 def lift_furniture(
@@ -541,6 +586,7 @@ def _object_dict(o: Object3D, obs: Observations, images: dict[Path, Path], scene
         "method": o.method,
         "views": o.views,
         "triangulation": None if ev is None else _tri_metric(ev, scene),
+        "notes": [o.info[k] for k in ("size_note", "points_dropped") if k in o.info],
         "color": object_colour(obs, o.track_id, images),
         "confidence": track.mean_confidence,
         "observations": track.num_frames,
