@@ -590,9 +590,19 @@ def _render_into(root: Path, seed: int, num_frames: int, fps: int, width: int, h
         frames = _film(client, bodies, root, path, projection, width, height, fps, progress)
     finally:
         client.disconnect()
+    _write_ground_truth(root, {}, seed, fps, num_frames, width, height, projection, frames, objects, relations,
+                        settled_s)
+
+
+def _write_ground_truth(root: Path, extra: dict[str, Any], seed: int, fps: int, num_frames: int, width: int,
+                        height: int, projection: Any, frames: dict[str, Any], objects: list[dict[str, Any]],
+                        relations: list[dict[str, Any]], settled_s: float) -> None:
+    """ground_truth.json of a render; `extra` keys (a scenario's) follow the doc. Key order is fixed:
+    the same seed must give byte-identical ground truth."""
     gt = {
         "format": GT_FORMAT,
         "doc": _GT_DOC,
+        **extra,
         "seed": seed,
         "video": VIDEO_NAME,
         "codec": frames["codec"],
@@ -607,7 +617,7 @@ def _render_into(root: Path, seed: int, num_frames: int, fps: int, width: int, h
         "objects": objects,
         "relations": relations,
         "frames": frames["frames"],
-        # No timings here: the same seed must give byte-identical ground truth.
+        # No timings here.
         "render": {"settled_seconds": settled_s, "renderer": "pybullet ER_TINY_RENDERER",
                    "pybullet_api": p.getAPIVersion()},
     }
@@ -779,31 +789,10 @@ def _render_scenario_into(root: Path, scenario: Scenario, seed: int, num_frames:
         frames = _film(client, bodies, root, path, projection, width, height, fps, progress, before_frame)
     finally:
         client.disconnect()
-    gt = {
-        "format": GT_FORMAT,
-        "doc": _GT_DOC,
-        "scenario": scenario.name,
-        "scenario_description": scenario.description,
-        "scenario_doc": _SCENARIO_DOC,
-        "seed": seed,
-        "video": VIDEO_NAME,
-        "codec": frames["codec"],
-        "fps": fps,
-        "num_frames": num_frames,
-        "width": width,
-        "height": height,
-        "intrinsics": _intrinsics(projection, width, height),
-        "projection": {"fov_y_deg": _FOV_Y_DEG, "near": _NEAR, "far": _FAR, "opengl": list(projection)},
-        "world": {"frame": "pybullet world, metres, z up, floor at z=0", "gravity": [0.0, 0.0, -9.81]},
-        "table": _table_gt(np.array(frames["frames"][0]["world_from_camera"])),
-        "objects": objects,
-        "relations": relations,
-        "frames": frames["frames"],
-        "render": {"settled_seconds": settled_s, "renderer": "pybullet ER_TINY_RENDERER",
-                   "pybullet_api": p.getAPIVersion()},
-    }
-    gt["colmap_camera"] = _colmap_camera(gt["intrinsics"])
-    write_json(root / GT_NAME, gt)
+    scenario_keys = {"scenario": scenario.name, "scenario_description": scenario.description,
+                     "scenario_doc": _SCENARIO_DOC}
+    _write_ground_truth(root, scenario_keys, seed, fps, num_frames, width, height, projection, frames, objects,
+                        relations, settled_s)
 
 
 def _shuffle_slots(facing: float) -> list[tuple[float, float]]:
