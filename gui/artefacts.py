@@ -63,7 +63,7 @@ def load_tracks(tracking_dir: Path) -> TrackData:
         return TrackData(data["video"], sorted(boxes), boxes, tracks, str(data.get("backend", "?")),
                          max(1, int(data.get("frame_stride", 1))))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtefactError(f"tracking/tracks.json is not in the tangram.tracks/1 format ({exc!r})") from None
+        raise ArtefactError(f"tracking/tracks.json is not in a tangram.tracks format ({exc!r})") from None
 
 
 @dataclass
