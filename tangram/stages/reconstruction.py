@@ -7,16 +7,32 @@ into the table frame (x right, y away from the first camera, z up, table top z =
 the camera's lines of sight meet the table, else the centre of the visible table top), lift every
 track to 3D, estimate metric scale, write artefacts.
 
+Objects are 3D entities: after SfM every track is triangulated from all its registered views
+(`tangram.geometry.triangulation`), tracks whose 3D evidence coincides are fused
+(`tangram.geometry.fusion`), and only then are short-lived objects filtered (on the fused object;
+one that triangulates consistently from `min_object_views` keyframes stays). The table is the level
+the tabletop objects stand on (`tangram.geometry.table`), furniture stands on the floor below it,
+and the metric scale is a consensus of every credible object and piece of furniture
+(`tangram.geometry.scale`).
+
 Artefacts in `reconstruction/`:
 - `sparse/`: the COLMAP model (binary cameras.bin, images.bin, points3D.bin...) in the metric table
   frame; `images/`: the keyframes it was built from.
 - `cameras.json`: {"intrinsics": {model, width, height, params, fx, fy, cx, cy}, "frames":
   [{frame_index, image, world_from_camera 4x4}], "table_from_world": 4x4 (identity: the world IS
   the metric table frame), "sfm_from_world": 4x4 similarity back to COLMAP's raw frame, "scale":
-  {method, metres_per_unit, uncertainty, evidence}, "table": {plane, size, ...}}.
+  {method, metres_per_unit, uncertainty, evidence: [{track_id, class_name, dimension,
+  measured_units, typical_m, sigma, log_scale, used}]}, "table": {plane, size, rect_size,
+  rect_yaw, rect_center, method, floor_z (the floor's height, metres, or null), extent_points...}}.
 - `points.ply`: the coloured sparse cloud (table frame, metres).
-- `objects.json`: {"objects": [{track_id, class_name, centroid, box: {center, size, yaw}, support,
-  fallback, method, views, color, confidence, observations}]}.
+- `objects.json`: {"objects": [{track_id (the smallest member track id), class_name (voted over
+  the members), kind ("object" or "furniture"), members (fused track ids), class_votes, centroid,
+  box: {center, size, yaw}, placement ("points", "triangulation" or "fallback": how its position
+  was found), support, fallback, method (what gave the box), views, triangulation {point,
+  inlier_views, views, angle_deg, residual_px, credible, reason}, notes, color, confidence,
+  observations}], "unplaced": [{track_id, class_name, reason, members}] (no credible position:
+  reported, not placed), "ignored_tracks": [{track_id, class_name, reason, members}],
+  "confusable_classes": {group: [classes]}}.
 - `stats.json`: frames analysed/selected/registered, 3D points, reprojection error, timings.
 """
 

@@ -4,7 +4,9 @@ Reads reconstruction/objects.json, cameras.json and points.ply. Writes into `sce
 - `scene_graph.json`: networkx node-link data (`nx.node_link_data(G, edges="edges")`) of a
   MultiDiGraph: node "table" and one node per object (id = track id), edges with `relation` in
   on, supported_by, inside, near, left_of, right_of, in_front_of, behind (see
-  `tangram.geometry.relations` for the rules and thresholds).
+  `tangram.geometry.relations` for the rules and thresholds: `on` the table needs contact with
+  its top and a footprint over its extent; furniture, kind "furniture" in objects.json, stands on
+  the floor and is never on the table).
 - `scene_graph.graphml`: the same graph for Gephi/yEd/Cytoscape (lists as JSON strings).
 - `top_down.png`: the table seen from above with labelled objects and relations.
 - `scene.ply`: the sparse cloud plus one coloured box per object (MeshLab, Blender, CloudCompare).
