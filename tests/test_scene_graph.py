@@ -259,9 +259,10 @@ def test_tum_desk_registers_and_places_objects_on_the_desk(tum_run) -> None:
     chairs = [n for n, d in graph.nodes(data=True) if d.get("class_name") == "chair"]
     assert not any(n in on_table for n in chairs)  # chairs stand on the floor, below the desk top
     # everything labelled on the desk lies over the desk's extent (from its points), grown by half
-    # the object's size; the desk itself is a desk, not a 4 m slab (measured ~1.3 x 0.8 m)
+    # the object's size; the desk's extent comes from its own points, not a 4.6 m slab as before
+    # issue 9 (measured 2.2 x 1.05 m: two desks side by side)
     table = cams["table"]
-    assert max(table["rect_size"]) < 2.5
+    assert max(table["rect_size"]) < 3.0
     c, yaw = np.array(table["rect_center"], float), float(table["rect_yaw"])
     rot = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])
     for n in on_table:
