@@ -154,8 +154,9 @@ def test_jobs_submit_status_fetch_then_the_pipeline_continues(thunder_section, w
         time.sleep(1.0)
     assert status.stdout.splitlines()[0].split() == ["JOB_ID", "INPUT", "STATUS", "PROGRESS"]
     assert video.name in seen[-1] and " done " in seen[-1] and "2/2 stages" in seen[-1], seen
+    # (tracking counts its frames, then the frames of the preview it draws from the final tracks)
     for row in seen[:-1]:  # while running: "-" before the first report, then "stage n/total unit"
-        assert re.search(r" running +(-|tracking \d+/50 frames|segmentation \d+/5 keyframes)$", row), row
+        assert re.search(r" running +(-|tracking \d+/50 (frames|preview)|segmentation \d+/5 keyframes)$", row), row
     job_status = json.loads((remote_dirs["data"] / "jobs" / job_id / "status.json").read_text())
     assert job_status["progress"] == {"stage": "segmentation", "completed": 5, "total": 5,
                                       "description": "keyframes"}
