@@ -71,8 +71,13 @@ def read_batch(batch_dir: Path) -> dict[str, Any]:
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             value = predicate()
+        except AssertionError:
+            raise
+        except Exception:
+            value = None
+        else:
             if value:
                 return value
         time.sleep(interval)
