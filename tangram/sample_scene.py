@@ -570,12 +570,7 @@ def _render_into(root: Path, seed: int, num_frames: int, fps: int, width: int, h
     asset_dir = root / "assets"
     progress(0, num_frames, "building the sample scene")
     # Separate streams per purpose: a texture change never moves the objects, and vice versa.
-    tex_rng, place_rng, cam_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, 3))
-    room_urdf = write_room_urdf(asset_dir, tex_rng)
-    table_urdf = write_table_urdf(asset_dir, tex_rng, _TABLE)
-    write_bowl_urdf(asset_dir, tex_rng, BowlProfile())
-    write_teddy_urdf(asset_dir, tex_rng)
-    write_tennis_ball_urdf(asset_dir, tex_rng)
+    place_rng, cam_rng, room_urdf, table_urdf = _write_assets(asset_dir, rng)
     orbit = _Orbit(start=float(cam_rng.uniform(-math.pi, math.pi)))
     client = _connect()
     try:
@@ -592,6 +587,19 @@ def _render_into(root: Path, seed: int, num_frames: int, fps: int, width: int, h
         client.disconnect()
     _write_ground_truth(root, {}, seed, fps, num_frames, width, height, projection, frames, objects, relations,
                         settled_s)
+
+
+def _write_assets(asset_dir: Path, rng: np.random.Generator) -> tuple[np.random.Generator, np.random.Generator,
+                                                                      Path, Path]:
+    """The generated URDFs (room, table, bowl, teddy, ball) from the texture stream; returns the placement
+    and camera streams and the room and table URDFs. The draw order is fixed: same seed, same bytes."""
+    tex_rng, place_rng, cam_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, 3))
+    room_urdf = write_room_urdf(asset_dir, tex_rng)
+    table_urdf = write_table_urdf(asset_dir, tex_rng, _TABLE)
+    write_bowl_urdf(asset_dir, tex_rng, BowlProfile())
+    write_teddy_urdf(asset_dir, tex_rng)
+    write_tennis_ball_urdf(asset_dir, tex_rng)
+    return place_rng, cam_rng, room_urdf, table_urdf
 
 
 def _write_ground_truth(root: Path, extra: dict[str, Any], seed: int, fps: int, num_frames: int, width: int,
@@ -744,12 +752,7 @@ def _render_scenario_into(root: Path, scenario: Scenario, seed: int, num_frames:
     asset_dir = root / "assets"
     progress(0, num_frames, f"building the {scenario.name} sample scene")
     # The same streams as the default sample: the occlusion and fast scenes are the default scene.
-    tex_rng, place_rng, cam_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, 3))
-    room_urdf = write_room_urdf(asset_dir, tex_rng)
-    table_urdf = write_table_urdf(asset_dir, tex_rng, _TABLE)
-    write_bowl_urdf(asset_dir, tex_rng, BowlProfile())
-    write_teddy_urdf(asset_dir, tex_rng)
-    write_tennis_ball_urdf(asset_dir, tex_rng)
+    place_rng, cam_rng, room_urdf, table_urdf = _write_assets(asset_dir, rng)
     orbit = _Orbit(start=float(cam_rng.uniform(-math.pi, math.pi)), sweep=math.radians(scenario.sweep_deg))
     if scenario.name == "shuffle":  # the arc's middle faces the row of cups
         orbit = _Orbit(start=orbit.start, sweep=orbit.sweep, radius=0.55, height=0.32)
