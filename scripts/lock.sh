@@ -17,7 +17,7 @@ if [ ! -x "$TOOLS/bin/uv" ]; then
 fi
 cd "$ROOT"
 "$TOOLS/bin/uv" pip compile pyproject.toml \
-  --extra gui --extra offline-detectors --extra fleet --extra test --extra llm-server \
+  --extra gui --extra offline-detectors --extra fleet --extra robotics --extra test --extra llm-server \
   --constraint scripts/lock-constraints.txt \
   --python-version 3.11.2 --python-platform x86_64-manylinux_2_28 \
   --index-url https://pypi.org/simple --generate-hashes --no-header \
