@@ -143,3 +143,24 @@ def test_planning_against_a_local_openai_compatible_server(llm_server, tmp_path:
     assert KEY not in caplog.text
     assert KEY not in server_log.read_text(errors="replace")
     assert KEY not in json.dumps(outcome.summary)
+
+
+def test_llama_build_is_portable(llm_server) -> None:
+    """The installed llama.cpp CPU backend uses no instruction a plain x86-64 (AVX2 at most) lacks.
+
+    A native build on a Xeon that advertises AMX emits `ldtilecfg`/`tdpb*` (AMX tiles) and AVX-512
+    (`zmm` registers); where the process gets no AMX state it dies with a general-protection fault on
+    the first completion, and a cached wheel carries that to every other CPU. scripts/llm_server.sh
+    builds with GGML_NATIVE=OFF and those sets off."""
+    import llama_cpp
+
+    libs = sorted(Path(llama_cpp.__file__).parent.rglob("libggml-cpu*.so*"))
+    assert libs, "llama_cpp ships no libggml-cpu library"
+    flags = subprocess.run(["bash", str(SCRIPT), "flags"], capture_output=True, text=True, check=True).stdout
+    assert "-DGGML_NATIVE=OFF" in flags and "-DGGML_AMX_TILE=OFF" in flags and "-DGGML_AVX512=OFF" in flags
+    for lib in libs:
+        asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                             check=True).stdout
+        assert len(asm) > 100_000, f"objdump disassembled nearly nothing of {lib}"
+        for marker in ("ldtilecfg", "tdpbssd", "tdpbf16ps", "%zmm"):
+            assert marker not in asm, f"{lib.name} uses {marker}: not portable"
