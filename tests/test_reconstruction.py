@@ -7,6 +7,8 @@ The sample test feeds the stage tracks and masks written from the ground truth: 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -390,3 +392,23 @@ def test_consensus_scale_rejects_a_class_that_disagrees() -> None:
     # nothing recognised but a floor: the camera-height prior, flagged by its uncertainty
     prior = estimate_scale([_obj(1, "tray", 0.02, 0.08)], 2.0, None, (), camera_height=0.3)
     assert prior.method == "camera_height_prior" and prior.uncertainty >= 0.3
+
+
+def test_deflate_still_works_after_pycolmap_loads() -> None:
+    """pycolmap's extension carries its own static zlib; a system libz first loaded as its dependency
+    binds to those symbols and every later deflate aborts the process ("free(): invalid pointer").
+    Importing pycolmap through tangram loads the system zlib first (tangram/__init__.py): Python's
+    zlib, OpenCV's and PIL's PNG writers all work after it, in a fresh process."""
+    code = (
+        "import tangram.geometry.sfm, zlib, cv2, numpy as np, io\n"
+        "from PIL import Image\n"
+        "data = np.random.default_rng(0).integers(0, 255, (600, 600, 3), dtype=np.uint8)\n"
+        "assert zlib.decompress(zlib.compress(data.tobytes())) == data.tobytes()\n"
+        "ok, png = cv2.imencode('.png', data)\n"
+        "assert ok and (cv2.imdecode(png, cv2.IMREAD_COLOR) == data).all()\n"
+        "buf = io.BytesIO(); Image.fromarray(data).save(buf, format='PNG')\n"
+        "print('deflate ok', len(buf.getvalue()) > 100_000)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "deflate ok True"
