@@ -68,9 +68,12 @@ class SegmentationConfig(_Section):
 class ReconstructionConfig(_Section):
     max_keyframes: int = Field(60, ge=3)
     min_keyframes: int = Field(5, ge=3)
-    # auto: sequential for videos and large image sets, exhaustive for <= exhaustive_max_images images
+    # auto: exhaustive for up to exhaustive_max_images keyframes (video or photos alike: every pair,
+    # so a walk that comes back closes its loop), sequential beyond
     matcher: Literal["auto", "sequential", "exhaustive"] = "auto"
-    mapper: Literal["incremental", "global"] = "incremental"
+    # global (rotation averaging + global positioning): on the real hololens walk it registered every
+    # keyframe where incremental mapping split into several models; incremental is the classic
+    mapper: Literal["incremental", "global"] = "global"
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"] = "SIMPLE_RADIAL"
     # Known intrinsics (pixels, OpenCV convention: pixel centres at integers) switch off focal,
     # principal-point and distortion refinement in bundle adjustment.
@@ -81,12 +84,17 @@ class ReconstructionConfig(_Section):
     keyframe_min_motion: float = Field(0.03, gt=0.0)  # image-diagonal fractions between keyframes
     static_threshold: float = Field(0.01, ge=0.0)  # below this largest image shift: a static camera
     sequential_overlap: int = Field(10, ge=1)  # sequential matching: successors matched per image
-    exhaustive_max_images: int = Field(30, ge=2)
+    exhaustive_max_images: int = Field(60, ge=2)
     min_object_points: int = Field(8, ge=1)  # fewer supporting 3D points: position from rays (fallback)
     # Tracks seen in fewer than this share of the tracked frames are detector noise, not objects.
     min_track_fraction: float = Field(0.1, ge=0.0, le=1.0)
     # ...unless they triangulate consistently from this many registered keyframes (a walk past it).
     min_object_views: int = Field(4, ge=2)
+    # An object whose 3D position nothing cross-checks (its own SIFT points, or three or more views
+    # agreeing on its triangulation) enters the scene only at this mean detection confidence: a
+    # two-view triangulation always "agrees" with itself, and a false detection seen twice is placed
+    # as confidently as a real object. What falls short goes under `unplaced`, with the numbers.
+    min_uncorroborated_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # Detections of these classes are the supporting furniture itself, not objects on it.
     surface_classes: list[str] = ["dining table", "desk", "bed"]
     # Furniture stands on the floor, never on the table: placed by triangulation, it votes on the

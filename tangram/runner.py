@@ -202,6 +202,7 @@ class Pipeline:
             outcome = executor.run_stage(spec, ctx)
         except StageFailed as exc:
             self._fail(run_dir, manifest, stage, input_hash, str(exc), started)
+            _keep_failure(tmp_dir, run_dir / stage)
         except TangramError as exc:  # bad settings (weights, keys...): no later stage can do better
             self._fail(run_dir, manifest, stage, input_hash, str(exc), started)
             raise
@@ -210,7 +211,7 @@ class Pipeline:
             raise
         except Exception as exc:  # a bug or library failure: keep going with what still can run
             log.exception("%s: unexpected error", stage)
-            self._fail(run_dir, manifest, stage, input_hash, f"{type(exc).__name__}: {exc}", started)
+            self._fail(run_dir, manifest, stage, input_hash, unexpected_error(exc, manifest["input"]), started)
         else:
             _replace_dir(tmp_dir, run_dir / stage)
             self._record(run_dir, manifest, stage, _done_record(outcome, input_hash, started))
@@ -242,6 +243,18 @@ class Pipeline:
         if self.cancel_event.is_set():
             raise Cancelled("run cancelled")
 
+
+
+def unexpected_error(exc: BaseException, input_record: dict[str, Any]) -> str:
+    """One sentence for a library error no stage turned into its own: which library, its message
+    without source paths, the input it happened on, and where the traceback is."""
+    module = type(exc).__module__.split(".")[0]
+    library = {"cv2": "OpenCV", "pycolmap": "COLMAP", "torch": "PyTorch", "builtins": "Python"}.get(module, module)
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^OpenCV\([^)]*\) \S+: error: ", "", text)  # "OpenCV(5.0) /io/.../x.cpp:12: error: "
+    path = Path(str(input_record.get("path", "")))
+    return (f"{library} failed on this input ({path.name or 'the input'}): {type(exc).__name__}: {text[:300]}; "
+            "the traceback is in tangram.log")
 
 
 def _write_report(run_dir: Path) -> None:
@@ -304,6 +317,19 @@ def _replace_dir(src: Path, dst: Path) -> None:
         dst.rename(old)
     src.rename(dst)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _keep_failure(tmp_dir: Path, stage_dir: Path) -> None:
+    """A failed stage's `failed/` folder (what explains the failure, see `stages.base`) becomes
+    `<stage>/failed/`, replacing the stage's older output (stale now: the manifest says failed)."""
+    failed = tmp_dir / "failed"
+    if not failed.is_dir():
+        return
+    keep = tmp_dir.with_name(f"{tmp_dir.name}-failed")
+    shutil.rmtree(keep, ignore_errors=True)
+    keep.mkdir()
+    failed.rename(keep / "failed")
+    _replace_dir(keep, stage_dir)
 
 
 def _remove_stale_temp_dirs(run_dir: Path) -> None:

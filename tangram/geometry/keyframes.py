@@ -58,10 +58,13 @@ def sharpness(grey: np.ndarray) -> float:
 def camera_motion(a: np.ndarray, b: np.ndarray, max_corners: int = 400) -> float | None:
     """Median displacement (px) of the dominant rigid motion from grey image a to b; None if lost.
 
+    Images of different sizes (a portrait beside a landscape photo) have no flow between them: None.
     Corners are tracked with pyramidal Lucas-Kanade, then a homography is fitted with RANSAC and only
     its inliers count: the background or table plane, not a hand, a poured liquid or a moving object,
     which move inconsistently. A static camera gives ~0 even while people move in front of it.
     """
+    if a.shape != b.shape:
+        return None  # photos of different sizes or orientations: no flow between them, a new view
     corners = cv2.goodFeaturesToTrack(a, maxCorners=max_corners, qualityLevel=0.01, minDistance=7)
     if corners is None or len(corners) < 12:
         return None
@@ -142,23 +145,35 @@ def select_keyframes(
 
 
 def _pick_at_steps(stats: FrameStats, count: int, preferred: set[int]) -> list[int]:
+    """`count` distinct frames at equal steps of accumulated motion, the sharpest of each step.
+
+    Every frame when there are no more frames than steps: a sparse input (a low frame rate, a
+    thinned video) then keeps all its views, as the same frames as a photo folder would; picking the
+    sharpest per window there lets neighbouring steps fall on one frame and loses views."""
+    if count >= len(stats.indices):
+        return list(stats.indices)
     cum = stats.cumulative_motion
     if cum[-1] <= 0:  # no motion measured at all: fall back to even spacing in time
         cum = np.arange(len(cum), dtype=float)
     targets = np.linspace(0.0, cum[-1], count)
     half = (targets[1] - targets[0]) / 2 if count > 1 else cum[-1]
     chosen: list[int] = []
+    taken: set[int] = set()
     for target in targets:
-        window = np.flatnonzero(np.abs(cum - target) <= half * 0.67)
+        window = np.array([w for w in np.flatnonzero(np.abs(cum - target) <= half * 0.67) if w not in taken], int)
         if len(window) == 0:
-            window = np.array([int(np.argmin(np.abs(cum - target)))])
-        chosen.append(_sharpest(stats, window, preferred))
-    return sorted(set(chosen))
+            free = np.array([w for w in range(len(cum)) if w not in taken], int)
+            window = free[[int(np.argmin(np.abs(cum[free] - target)))]]
+        pick = _sharpest(stats, window, preferred)
+        taken.add(pick)
+        chosen.append(stats.indices[pick])
+    return sorted(chosen)
 
 
 def _sharpest(stats: FrameStats, window: np.ndarray, preferred: set[int]) -> int:
+    """Position (in `stats.indices`) of the sharpest frame in the window; preferred frames win ties
+    within 80 % of the best sharpness."""
     sharp = stats.sharpness[window]
     best = float(sharp.max())
     liked = [int(w) for w in window if stats.indices[w] in preferred and stats.sharpness[w] >= 0.8 * best]
-    pick = max(liked, key=lambda w: stats.sharpness[w]) if liked else int(window[int(np.argmax(sharp))])
-    return stats.indices[pick]
+    return max(liked, key=lambda w: stats.sharpness[w]) if liked else int(window[int(np.argmax(sharp))])

@@ -8,6 +8,7 @@ turns SfM units into metres.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -26,14 +27,6 @@ class Plane:
     def flipped(self) -> Plane:
         return Plane(-self.normal, -self.offset)
 
-    def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        """Ray parameters t (N) where origin + t * dir meets the plane; NaN for parallel rays."""
-        denom = dirs @ self.normal
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = -(origin @ self.normal + self.offset) / denom
-        t[np.abs(denom) < 1e-9] = np.nan
-        return t
-
 
 def fit_plane(points: np.ndarray) -> Plane:
     """Total least squares: the normal is the direction of least variance."""
@@ -44,9 +37,17 @@ def fit_plane(points: np.ndarray) -> Plane:
 
 
 def ransac_plane(
-    points: np.ndarray, threshold: float, iterations: int = 400, seed: int = 0
+    points: np.ndarray,
+    threshold: float,
+    iterations: int = 400,
+    seed: int = 0,
+    accept: Callable[[np.ndarray], bool] | None = None,
 ) -> tuple[Plane, np.ndarray] | None:
-    """Plane with most points within `threshold`, refined on its inliers; None if < 3 points."""
+    """Plane with most points within `threshold`, refined on its inliers; None if < 3 points or
+    no sampled plane passes `accept`.
+
+    accept: a filter on each sampled plane's unit normal (its sign is arbitrary), e.g. "within 15
+    degrees of up"; the refined plane must pass it too."""
     if len(points) < 3:
         return None
     rng = np.random.default_rng(seed)
@@ -58,6 +59,8 @@ def ransac_plane(
         if norm < 1e-12:
             continue
         normal /= norm
+        if accept is not None and not accept(normal):
+            continue
         inliers = np.abs((points - a) @ normal) < threshold
         if best is None or inliers.sum() > best.sum():
             best = inliers
@@ -66,7 +69,10 @@ def ransac_plane(
     plane = fit_plane(points[best])
     # one re-estimation pass: the refined plane may take in a few more points
     inliers = np.abs(plane.distance(points)) < threshold
-    return fit_plane(points[inliers]), inliers
+    refined = fit_plane(points[inliers])
+    if accept is None or accept(refined.normal):
+        return refined, inliers
+    return (plane, best) if accept(plane.normal) else None
 
 
 @dataclass

@@ -138,3 +138,53 @@ def _relation_counts(graph: nx.MultiDiGraph) -> dict[str, int]:
     for _, _, d in graph.edges(data=True):
         counts[d["relation"]] = counts.get(d["relation"], 0) + 1
     return dict(sorted(counts.items()))
+
+
+def plot_failed_top_down(
+    xyz: np.ndarray,
+    rgb: np.ndarray,
+    cameras: list[np.ndarray],
+    up: np.ndarray | None,
+    planes: list,
+    threshold: float,
+    reason: str,
+    path: Path,
+) -> None:
+    """A failed reconstruction seen from above (SfM units): the sparse points, the cameras with
+    their viewing directions, and the points of each table-plane candidate in its own colour with
+    its verdict. "Above" is the cameras' up where known (`tangram.geometry.table.CameraUp`), else
+    the direction of least spread of the cameras and points."""
+    if up is None or not np.all(np.isfinite(up)):
+        centred = xyz - xyz.mean(axis=0)
+        up = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    up = up / np.linalg.norm(up)
+    a = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(up, a)
+    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    lo, hi = np.percentile(xyz, [1, 99], axis=0)
+    keep = np.all((xyz >= lo - 0.5 * (hi - lo)) & (xyz <= hi + 0.5 * (hi - lo)), axis=1)
+    ax.scatter(xyz[keep] @ a, xyz[keep] @ b, s=2, c=rgb[keep] / 255.0, alpha=0.5, label="3D points")
+    palette = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for k, cand in enumerate(planes):
+        on = keep & (np.abs(cand.plane.distance(xyz)) < threshold)
+        if on.any():
+            verdict = cand.verdict if len(cand.verdict) < 60 else cand.verdict[:57] + "..."
+            ax.scatter(xyz[on] @ a, xyz[on] @ b, s=5, color=palette[k % len(palette)],
+                       label=f"{cand.source}: {cand.inliers} pts, {verdict}")
+    centres = np.array([c[:3, 3] for c in cameras])
+    ax.plot(centres @ a, centres @ b, "-", color="#333333", lw=0.8)
+    ax.plot(centres @ a, centres @ b, "o", color="#333333", ms=3, label=f"{len(cameras)} registered cameras")
+    span = float(np.ptp(np.column_stack([xyz[keep] @ a, xyz[keep] @ b]), axis=0).max()) or 1.0
+    for c in cameras[:: max(1, len(cameras) // 25)]:
+        d = c[:3, 2]
+        ax.arrow(float(c[:3, 3] @ a), float(c[:3, 3] @ b), 0.05 * span * float(d @ a), 0.05 * span * float(d @ b),
+                 head_width=0.008 * span, color="#333333", alpha=0.7)
+    short = reason if len(reason) < 110 else reason[:107] + "..."
+    ax.set_title("Reconstruction failed, top view (SfM units)\n" + short, fontsize=8)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)

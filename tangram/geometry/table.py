@@ -9,7 +9,7 @@ tracked object it falls back to the dominant plane that has the cameras on one s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -17,10 +17,37 @@ import numpy as np
 from tangram.geometry.camera import View
 from tangram.geometry.lifting import PointCloud
 from tangram.geometry.observations import Observations
-from tangram.geometry.plane import Plane, TableFrame, build_table_frame, fit_plane, ransac_plane
+from tangram.geometry.plane import Plane, TableFrame, build_table_frame, ransac_plane
 
 MIN_TABLE_POINTS = 20
 THRESHOLD_FRACTION = 0.01  # RANSAC inlier band as a fraction of the median camera-to-point distance
+
+
+@dataclass
+class PlaneCandidate:
+    """A plane the table search considered, and what became of it (reported on failure too)."""
+
+    source: str  # "points around objects", "whole cloud, plane 2", ...
+    plane: Plane  # oriented with the cameras on its positive side where most of them are
+    inliers: int
+    cameras_above: float  # share of the cameras on the positive side
+    tilt_deg: float | None  # angle between its normal and the cameras' up (None: no up known)
+    verdict: str = ""  # "accepted", or the rule it broke, with the numbers
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == "accepted"
+
+    def as_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "normal": [round(float(v), 4) for v in self.plane.normal],
+            "offset": round(float(self.plane.offset), 6),
+            "inliers": self.inliers,
+            "cameras_above": round(self.cameras_above, 3),
+            "tilt_deg": None if self.tilt_deg is None else round(self.tilt_deg, 1),
+            "verdict": self.verdict,
+        }
 
 
 @dataclass
@@ -29,11 +56,46 @@ class TableEstimate:
     plane: Plane
     threshold: float  # inlier band (SfM units)
     inliers: int
-    candidates: int
+    candidates: int  # points around the objects the first plane was sought in
     method: str  # "points around objects", "dominant plane" or "plane under the objects"
     floor: Plane | None = None  # the lowest horizontal plane well below the table, where furniture stands
     floor_z: float | None = None  # its height in the table frame (unit scale, negative)
     table_points: int = 0  # plane points in the table's own patch (its extent)
+    planes: list[PlaneCandidate] = field(default_factory=list)  # every plane considered
+    camera_up: CameraUp | None = None
+
+
+class TableNotFound(Exception):
+    """No plane with the cameras above it: carries every candidate and the rule each broke."""
+
+    def __init__(self, reason: str, planes: list[PlaneCandidate], threshold: float, camera_up: CameraUp | None):
+        super().__init__(reason)
+        self.reason = reason
+        self.planes = planes
+        self.threshold = threshold
+        self.camera_up = camera_up
+
+
+@dataclass
+class CameraUp:
+    """Gravity's direction from how the camera was held: a hand-held or head-mounted camera is
+    kept with little roll, so its x axis stays near horizontal in every view, and "up" is the
+    direction most perpendicular to all of them (the least eigenvector of the x axes' scatter),
+    signed so the images' up (-y) points along it. Reliable only when the x axes span the
+    horizontal plane (the camera turned): `spread` is the second-smallest eigenvalue share."""
+
+    direction: np.ndarray
+    spread: float
+
+    @property
+    def reliable(self) -> bool:
+        return self.spread >= MIN_UP_SPREAD
+
+
+MIN_UP_SPREAD = 0.02  # x axes turned over ~30 degrees or more (yaw): the perpendicular is fixed
+MAX_TILT_DEG = 40.0  # a table's normal within this of the cameras' up (hand-held roll stays well under it)
+WHOLE_CLOUD_PLANES = 4  # planes peeled off the whole cloud, best first
+CAMERA_SIDE = 0.8  # at least this share of the cameras on one side of a plane we look at
 
 
 def table_region_points(views: dict[int, View], cloud: PointCloud, obs: Observations) -> np.ndarray:
@@ -58,14 +120,76 @@ def _in_rect(uv: np.ndarray, x1: float, y1: float, x2: float, y2: float) -> np.n
     return (uv[:, 0] >= x1) & (uv[:, 0] <= x2) & (uv[:, 1] >= y1) & (uv[:, 1] <= y2)
 
 
+def camera_up(views: dict[int, View]) -> CameraUp | None:
+    if len(views) < 2:
+        return None
+    xs = np.array([v.world_from_camera[:3, 0] for v in views.values()])
+    ys = np.array([v.world_from_camera[:3, 1] for v in views.values()])
+    values, vectors = np.linalg.eigh(xs.T @ xs / len(xs))
+    up = vectors[:, 0]
+    if float(np.mean(-ys @ up)) < 0:
+        up = -up
+    return CameraUp(up / np.linalg.norm(up), float(values[1] / max(values.sum(), 1e-12)))
+
+
+def _candidate(source: str, plane: Plane, xyz: np.ndarray, threshold: float, centres: np.ndarray,
+               up: CameraUp | None) -> PlaneCandidate:
+    side = plane.distance(centres)
+    if np.median(side) < 0:
+        plane, side = plane.flipped(), -side
+    inliers = int((np.abs(plane.distance(xyz)) < threshold).sum())
+    above = float((side > 0).mean())
+    tilt = None
+    if up is not None and up.reliable:
+        tilt = float(np.degrees(np.arccos(np.clip(plane.normal @ up.direction, -1.0, 1.0))))
+    cand = PlaneCandidate(source, plane, inliers, above, tilt)
+    if inliers < MIN_TABLE_POINTS:
+        cand.verdict = f"only {inliers} points on it (needs {MIN_TABLE_POINTS})"
+    elif above < CAMERA_SIDE:
+        cand.verdict = (f"cameras on both sides ({above:.0%} above, {1 - above:.0%} below): "
+                        "a surface the camera passes, not one it looks down on")
+    elif tilt is not None and tilt > MAX_TILT_DEG:
+        cand.verdict = f"tilted {tilt:.0f} degrees from the cameras' up (at most {MAX_TILT_DEG:.0f}): a wall"
+    else:
+        cand.verdict = "accepted"
+    return cand
+
+
+def plane_candidates(
+    xyz: np.ndarray, region: np.ndarray, threshold: float, centres: np.ndarray, up: CameraUp | None
+) -> list[PlaneCandidate]:
+    """The plane in the points around the objects, then the biggest planes of the whole cloud, each
+    judged by `_candidate`'s rules."""
+    out = []
+    if len(region) >= MIN_TABLE_POINTS:
+        found = ransac_plane(xyz[region], threshold)
+        if found is not None:
+            out.append(_candidate("points around objects", found[0], xyz, threshold, centres, up))
+    left = np.arange(len(xyz))
+    for k in range(WHOLE_CLOUD_PLANES):
+        if len(left) < MIN_TABLE_POINTS:
+            break
+        found = ransac_plane(xyz[left], threshold, seed=k + 1)
+        if found is None or found[1].sum() < MIN_TABLE_POINTS:
+            break
+        out.append(_candidate(f"whole cloud, plane {k + 1}", found[0], xyz, threshold, centres, up))
+        left = left[~found[1]]
+    return out
+
+
 def estimate_table(
     views: dict[int, View],
     cloud: PointCloud,
     obs: Observations,
     first_frame: int,
     anchors: Sequence[tuple[np.ndarray, float]] = (),
-) -> TableEstimate | None:
-    """The table plane and frame (unit scale), or None when no plane has the cameras above it.
+) -> TableEstimate:
+    """The table plane and frame (unit scale); TableNotFound when no plane has the cameras above it.
+
+    Candidates: the plane in the points seen around and below the tracked objects, and the biggest
+    planes of the whole cloud. A candidate counts when the cameras look down on it (nearly all on
+    one side) and it is not a wall (its normal within MAX_TILT_DEG of the cameras' up, where that
+    is known). The best-supported counted plane near the first one fixes "up".
 
     anchors: (centre, width) of the tabletop objects placed so far (SfM frame). The supporting plane
     is then the horizontal plane right under their bottoms (a room has a floor, tables, counters at
@@ -73,25 +197,26 @@ def estimate_table(
     floor, where furniture stands.
     """
     centres = np.array([v.centre for v in views.values()])
+    up_prior = camera_up(views)
     if len(cloud.xyz) < MIN_TABLE_POINTS:
-        return None
+        raise TableNotFound(f"only {len(cloud.xyz)} 3D points (needs {MIN_TABLE_POINTS})", [], 0.0, up_prior)
     depth = np.median(
         np.linalg.norm(cloud.xyz[:, None, :] - centres[None, :: max(1, len(centres) // 10)], axis=2)
     )
     threshold = THRESHOLD_FRACTION * float(depth)
-    candidates = table_region_points(views, cloud, obs)
-    method = "points around objects"
-    if len(candidates) < MIN_TABLE_POINTS:
-        candidates, method = np.arange(len(cloud.xyz)), "dominant plane"
-    found = ransac_plane(cloud.xyz[candidates], threshold)
-    if found is None:
-        return None
-    plane, _ = found
-    side = plane.distance(centres)
-    if min((side > 0).mean(), (side < 0).mean()) > 0.2:  # cameras on both sides: not a table we look at
-        return None
-    if np.median(side) < 0:
-        plane = plane.flipped()
+    region = table_region_points(views, cloud, obs)
+    planes = plane_candidates(cloud.xyz, region, threshold, centres, up_prior)
+    accepted = [c for c in planes if c.accepted]
+    if not accepted:
+        nearest = max(planes, key=lambda c: (c.cameras_above, c.inliers), default=None)
+        why = "no plane in the 3D points" if nearest is None else (
+            f"no plane with the cameras above it: the nearest ({nearest.source}, {nearest.inliers} points) "
+            f"was rejected: {nearest.verdict}")
+        raise TableNotFound(why, planes, threshold, up_prior)
+    first = accepted[0]
+    method = "points around objects" if first.source == "points around objects" else "dominant plane"
+    first.verdict = "accepted: first plane"
+    plane = first.plane
     up = _up_reference(cloud.xyz, plane, threshold, centres)
     levels = horizontal_planes(cloud.xyz, up, threshold, centres)
     floor = levels[0] if levels else None
@@ -112,40 +237,23 @@ def estimate_table(
     frame = build_table_frame(plane, views[first_frame].world_from_camera, table_pts, centres, fixation_point(views))
     floor_z = None if floor is None else _level_z(frame, floor)
     return TableEstimate(
-        frame, plane, threshold, int(on_plane.sum()), len(candidates), method, floor, floor_z, len(table_pts)
+        frame, plane, threshold, int(on_plane.sum()), len(region), method, floor, floor_z, len(table_pts),
+        planes, up_prior,
     )
 
 
-def _up_reference(
-    xyz: np.ndarray, plane: Plane, threshold: float, centres: np.ndarray, iterations: int = 600
-) -> Plane:
+def _up_reference(xyz: np.ndarray, plane: Plane, threshold: float, centres: np.ndarray) -> Plane:
     """The plane whose normal is "up": the best-supported plane of the whole cloud within 15 degrees
     of the one around the objects (a floor of thousands of points fixes the direction better than a
     small table top; walls are excluded by the angle), when it has more support and the cameras
     above it; else the plane around the objects."""
-    rng = np.random.default_rng(1)
     cos_max = np.cos(np.deg2rad(15))
-    best, best_count = None, int((np.abs(plane.distance(xyz)) < threshold).sum())
-    for _ in range(iterations):
-        a, b, c = xyz[rng.choice(len(xyz), 3, replace=False)]
-        normal = np.cross(b - a, c - a)
-        norm = np.linalg.norm(normal)
-        if norm < 1e-12:
-            continue
-        normal = normal / norm
-        if normal @ plane.normal < 0:
-            normal = -normal
-        if normal @ plane.normal < cos_max:
-            continue
-        count = int((np.abs((xyz - a) @ normal) < threshold).sum())
-        if count > best_count:
-            best, best_count = Plane(normal, float(-normal @ a)), count
-    if best is None:
+    found = ransac_plane(xyz, threshold, iterations=600, seed=1,
+                         accept=lambda n: abs(float(n @ plane.normal)) >= cos_max)
+    if found is None or found[1].sum() <= int((np.abs(plane.distance(xyz)) < threshold).sum()):
         return plane
-    refined = fit_plane(xyz[np.abs(best.distance(xyz)) < threshold])
-    if refined.normal @ plane.normal < 0:
-        refined = refined.flipped()
-    if refined.normal @ plane.normal < cos_max or (refined.distance(centres) > 0).mean() < 0.8:
+    refined = found[0] if found[0].normal @ plane.normal > 0 else found[0].flipped()
+    if (refined.distance(centres) > 0).mean() < 0.8:
         return plane
     return refined
 

@@ -289,8 +289,9 @@ def _reconstruction(run_dir: Path, folder: Path) -> dict[str, Any]:
     scale_rows = [(k, fmt_num(v)) for k, v in scale.items()
                   if k not in ("method", "uncertainty", "metres_per_unit") and isinstance(v, int | float | str | bool)]
     evidence = scale.get("evidence")
-    scene, outside = figures.scene_3d(folder, cameras, objects)
+    scene, outside = figures.scene_3d(folder, cameras, objects) if cameras else (None, 0)
     return {
+        "failed": _failed_reconstruction(run_dir, folder / "failed"),
         "stats": stats,
         "registered": stats.get("frames_registered"),
         "selected": stats.get("frames_selected"),
@@ -311,6 +312,35 @@ def _reconstruction(run_dir: Path, folder: Path) -> dict[str, Any]:
         "unplaced": [_track_text(u) for u in (data.get("unplaced") or []) if isinstance(u, dict)],
         "placement_counts": stats.get("placement") if isinstance(stats.get("placement"), dict) else None,
         "stats_rows": [(k, fmt_num(v)) for k, v in stats.items() if isinstance(v, int | float | str | bool)],
+    }
+
+
+def _failed_reconstruction(run_dir: Path, folder: Path) -> dict[str, Any] | None:
+    """What a failed reconstruction kept in `reconstruction/failed/` (see the stage's `write_failure`)."""
+    diag = read_json_or_none(folder / "diagnostics.json")
+    if not isinstance(diag, dict):
+        return None
+    sfm = diag.get("sfm") if isinstance(diag.get("sfm"), dict) else {}
+    keyframes = diag.get("keyframes") if isinstance(diag.get("keyframes"), dict) else {}
+    intrinsics = diag.get("intrinsics") if isinstance(diag.get("intrinsics"), dict) else {}
+    table = diag.get("table") if isinstance(diag.get("table"), dict) else {}
+    candidates = table.get("candidates") if isinstance(table.get("candidates"), list) else []
+    rows = [{k: v for k, v in c.items() if k not in ("normal", "offset")} for c in candidates if isinstance(c, dict)]
+    picture = folder / "top_down.png"
+    return {
+        "reason": str(diag.get("reason") or ""),
+        "analysed": keyframes.get("analysed"),
+        "selected": keyframes.get("selected", sfm.get("selected")),
+        "registered": sfm.get("registered"),
+        "models": sfm.get("models"),
+        "points": diag.get("points3D"),
+        "motion": keyframes.get("max_displacement"),
+        "static_threshold": keyframes.get("static_threshold"),
+        "focal": intrinsics.get("fx"),
+        "focal_source": intrinsics.get("focal_source"),
+        "candidates": _table(rows) if rows else None,
+        "picture": _rel(run_dir, picture) if picture.is_file() else None,
+        "model": _rel(run_dir, folder / "sparse") if (folder / "sparse").is_dir() else None,
     }
 
 

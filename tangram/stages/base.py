@@ -5,6 +5,11 @@ its artefacts into `ctx.out_dir`. It knows nothing of where it runs: the runner 
 temporary folder (locally, or on the Thunder host through `thunder.worker`) and renames the folder
 to `exports/<run>/<stage>/` only once the stage returned, so a finished folder is always complete.
 
+A stage that fails with `StageFailed` may leave what explains the failure (diagnostics, a partial
+model, a picture) in `ctx.out_dir / "failed"`; the runner keeps that folder as
+`exports/<run>/<stage>/failed/` and nothing else of the attempt. The manifest still says `failed`,
+so the next run runs the stage again.
+
 Conventions shared by all stages:
 - frame_index: 0-based index of a frame in decoding order (video) or in sorted file-name order
   (image folder); a single image is frame 0. Frames written to disk are named

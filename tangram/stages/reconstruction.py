@@ -29,15 +29,20 @@ Artefacts in `reconstruction/`:
   the members), kind ("object" or "furniture"), members (fused track ids), class_votes, centroid,
   box: {center, size, yaw}, placement ("points", "triangulation" or "fallback": how its position
   was found), support, fallback, method (what gave the box), views, triangulation {point,
-  inlier_views, views, angle_deg, residual_px, credible, reason}, notes, color, confidence,
-  observations}], "unplaced": [{track_id, class_name, reason, members}] (no credible position:
-  reported, not placed), "ignored_tracks": [{track_id, class_name, reason, members}],
-  "confusable_classes": {group: [classes]}}.
+  inlier_views, views, angle_deg, residual_px, credible, reason}, evidence {placement,
+  agreeing_views, confidence} (why it counts as real: its own points, 3+ agreeing views, or a
+  confident detector), notes, color, confidence, observations}], "unplaced": [{track_id,
+  class_name, reason, members}] (no credible position or too little evidence: reported, not
+  placed), "ignored_tracks": [{track_id, class_name, reason, members}], "confusable_classes":
+  {group: [classes]}}.
+- `failed/` (only when the stage failed, kept by the runner): `diagnostics.json`, the partial
+  `sparse/` model and `top_down.png` (see `write_failure`).
 - `stats.json`: frames analysed/selected/registered, 3D points, reprojection error, timings.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -65,9 +70,11 @@ from tangram.geometry.observations import (
 )
 from tangram.geometry.plane import TableFrame
 from tangram.geometry.scale import CLASS_PRIORS, ScaleEstimate, estimate_scale, furniture_votes, implausible_size
-from tangram.geometry.table import TableEstimate, estimate_table
+from tangram.geometry.table import TableEstimate, TableNotFound, camera_up, estimate_table
 from tangram.media import FrameSource, frame_name, open_media
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
+
+log = logging.getLogger(__name__)
 
 MAX_ANALYSED_FRAMES = 400  # longer videos are analysed at a stride
 MAX_FURNITURE_M = 2.5  # no chair or sofa is taller or wider (a long sofa ~2.4 m)
@@ -88,20 +95,49 @@ def run(ctx: StageContext) -> StageOutcome:
     source = open_media(ctx.input_path)
     obs = load_observations(ctx.upstream.get("tracking"), ctx.upstream.get("segmentation"))
     ensure_tracks(obs)
-    ctx.progress(0, STEPS, "choosing keyframes")
-    plan = plan_keyframes(source, cfg, obs.mask_frames)
-    images = write_keyframes(source, plan.frames, ctx.out_dir / "images")
-    ctx.progress(1, STEPS, f"structure from motion on {len(images)} keyframes")
-    sfm = _run_sfm(ctx, cfg, plan, images)
-    model = read_model(sfm.reconstruction)
-    ctx.progress(4, STEPS, "fusing tracks into objects, finding the table plane")
-    scene = build_scene(model, obs, cfg)
-    _to_table_frame(sfm.reconstruction, scene.metric)
+    attempt = Attempt()
+    try:
+        ctx.progress(0, STEPS, "choosing keyframes")
+        attempt.plan = plan_keyframes(source, cfg, obs.mask_frames, attempt)
+        images = write_keyframes(source, attempt.plan.frames, ctx.out_dir / "images")
+        ctx.progress(1, STEPS, f"structure from motion on {len(images)} keyframes")
+        attempt.sfm = _run_sfm(ctx, cfg, attempt.plan, images)
+        model = attempt.model = read_model(attempt.sfm.reconstruction)
+        log.info("reconstruction: %d of %d keyframes registered, %d 3D points, focal %.0f px (%s)",
+                 attempt.sfm.num_registered, len(images), len(model.cloud.xyz), model.intrinsics["fx"],
+                 _focal_source(cfg))
+        ctx.progress(4, STEPS, "fusing tracks into objects, finding the table plane")
+        try:
+            scene = build_scene(model, obs, cfg)
+        except TableNotFound as exc:
+            attempt.table = exc
+            raise StageFailed(f"no supporting surface found: {exc.reason}") from None
+    except StageFailed as exc:
+        write_failure(ctx.out_dir / "failed", str(exc), attempt, cfg)
+        raise
+    _to_table_frame(attempt.sfm.reconstruction, scene.metric)
     ctx.progress(6, STEPS, "writing the model")
-    summary = write_outputs(ctx.out_dir, sfm, plan, model, scene, obs, images)
+    summary = write_outputs(ctx.out_dir, attempt.sfm, attempt.plan, model, scene, obs, images)
     summary["seconds"] = round(time.perf_counter() - started, 2)
+    log.info("reconstruction: table %s (%d points), %d objects placed, %d unplaced, scale %s %.4g m/unit ±%.0f%%",
+             scene.table.method, scene.table.inliers, len(scene.objects), len(scene.unplaced), scene.scale.method,
+             scene.scale.metres_per_unit, 100 * scene.scale.uncertainty)
     ctx.progress(STEPS, STEPS, "done")
-    return StageOutcome(backend=f"pycolmap:{plan.matcher}+{cfg.mapper}", summary=summary)
+    return StageOutcome(backend=f"pycolmap:{attempt.plan.matcher}+{cfg.mapper}", summary=summary)
+
+
+@dataclass
+class Attempt:
+    """What the stage got as far as; a failure writes it to `failed/` (see `write_failure`)."""
+
+    plan: KeyframePlan | None = None  # set as soon as the keyframes are chosen (before the motion checks)
+    sfm: Any = None  # tangram.geometry.sfm.SfmResult
+    model: Model | None = None
+    table: TableNotFound | None = None
+
+
+def _focal_source(cfg: ReconstructionConfig) -> str:
+    return "given" if cfg.intrinsics is not None else "self-calibrated"
 
 
 # --- tracks ------------------------------------------------------------------------------------------
@@ -156,8 +192,11 @@ def _subset(obs: Observations, keep: set[int]) -> Observations:
 # --- keyframes ---------------------------------------------------------------------------------------
 
 
-def plan_keyframes(source: FrameSource, cfg: ReconstructionConfig, preferred: list[int]) -> KeyframePlan:
-    """Which frames to reconstruct from and how to match them; StageFailed when no 3D is possible."""
+def plan_keyframes(
+    source: FrameSource, cfg: ReconstructionConfig, preferred: list[int], attempt: Attempt | None = None
+) -> KeyframePlan:
+    """Which frames to reconstruct from and how to match them; StageFailed when no 3D is possible
+    (the plan so far is left in `attempt` for the failure report)."""
     info = source.info
     if info.kind == "image":
         raise StageFailed(
@@ -189,18 +228,21 @@ def plan_keyframes(source: FrameSource, cfg: ReconstructionConfig, preferred: li
             cfg.static_threshold,
             preferred,
         )
-    _check_motion(selection, len(stats.indices), cfg)
     matcher = cfg.matcher
     if matcher == "auto":
-        small_set = info.kind == "images" and len(selection.frames) <= cfg.exhaustive_max_images
-        matcher = "exhaustive" if small_set else "sequential"
+        matcher = "exhaustive" if len(selection.frames) <= cfg.exhaustive_max_images else "sequential"
     details = {
         "analysed_stride": stride,
         "total_motion": round(selection.total_motion, 4),
         "max_displacement": round(selection.max_displacement, 4),
+        "static_threshold": cfg.static_threshold,
         "notes": selection.reasons,
     }
-    return KeyframePlan(selection.frames, matcher, len(stats.indices), details)
+    plan = KeyframePlan(selection.frames, matcher, len(stats.indices), details)
+    if attempt is not None:
+        attempt.plan = plan
+    _check_motion(selection, len(stats.indices), cfg)
+    return plan
 
 
 def _check_motion(selection: kf.KeyframeSelection, analysed: int, cfg: ReconstructionConfig) -> None:
@@ -236,7 +278,16 @@ def write_keyframes(source: FrameSource, frames: list[int], folder: Path) -> dic
 
 def _run_sfm(ctx: StageContext, cfg: ReconstructionConfig, plan: KeyframePlan, images: dict[int, str]):
     from tangram.geometry.sfm import SfmOptions, run_sfm  # pycolmap loads only when the stage runs
+    from tangram.geometry.sfm import image_sizes as sfm_sizes
 
+    if cfg.intrinsics is not None:
+        sizes = sorted(set(sfm_sizes(ctx.out_dir / "images", list(images.values())).values()))
+        if len(sizes) > 1:
+            listed = ", ".join(f"{w}x{h}" for w, h in sizes)
+            raise StageFailed(
+                f"--intrinsics describe one camera, but the photos have {len(sizes)} sizes ({listed}): "
+                "leave --intrinsics out to calibrate each photo on its own, or give photos of one size"
+            )
     steps = {"extracting SIFT features": 1, f"{plan.matcher} matching": 2, f"{cfg.mapper} mapping": 3}
     options = SfmOptions(
         matcher=plan.matcher,
@@ -320,7 +371,7 @@ class Scene:
 
 def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig) -> Scene:
     """From the SfM model and the 2D tracks to metric objects on the right surfaces (obs is modified:
-    fused tracks take their object's id)."""
+    fused tracks take their object's id); TableNotFound when no plane has the cameras above it."""
     raw = track_evidence(obs, model.views, cfg.seed)
     fusion = fuse_tracks(obs, raw)
     apply_fusion(obs, fusion)
@@ -335,10 +386,6 @@ def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig) -> S
         if evidence[t].bottom is not None and evidence[t].width > 0
     ]
     table = estimate_table(model.views, model.cloud, _subset(obs, tabletop), min(model.views), anchors)
-    if table is None:
-        raise StageFailed(
-            "no supporting surface found: the 3D points show no plane with the cameras above it"
-        )
     objects, scale, oversized, unplaced = place_objects(
         model, table, obs, cfg, evidence, tabletop, furniture, bool(surfaces_seen)
     )
@@ -375,6 +422,7 @@ def place_objects(
     for o in objects:
         o.info["triangulation"] = evidence[o.track_id].triangulation.as_dict()
     chairs = lift_furniture(views, obs, furniture, tri, table.floor_z, unplaced)
+    objects, chairs = (_corroborated(group, obs, evidence, cfg, unplaced) for group in (objects, chairs))
     distance = float(np.median([np.linalg.norm(v.centre) for v in views.values()]))
     floor_z = table.floor_z
     camera_height = (
@@ -441,6 +489,43 @@ def place_objects(
         for o in huge
     ]
     return [o.scaled(scale.metres_per_unit) for o in objects + chairs], scale, dropped, unplaced
+
+
+CROSS_CHECK_VIEWS = 3  # a triangulation from this many agreeing views has a view that checks the others
+
+
+def _corroborated(
+    objects: list[Object3D],
+    obs: Observations,
+    evidence: dict[int, TrackEvidence],
+    cfg: ReconstructionConfig,
+    unplaced: list[dict[str, Any]],
+) -> list[Object3D]:
+    """The objects whose 3D evidence is credible; the others go to `unplaced` with the reason.
+
+    Credible: the object's own SIFT points place it (they are multi-view consistent by
+    construction), or at least CROSS_CHECK_VIEWS views agree on its triangulation, or else its mean
+    detection confidence reaches `min_uncorroborated_confidence` (a detector sure of it, seen from
+    too few views to check)."""
+    kept = []
+    for o in objects:
+        tri = evidence[o.track_id].triangulation
+        placement = o.info.get("placement", "points")
+        agreeing = len(tri.inliers) if tri.credible else 0
+        confidence = obs.tracks[o.track_id].mean_confidence
+        o.info["evidence"] = {"placement": placement, "agreeing_views": agreeing, "confidence": round(confidence, 3)}
+        if placement == "points" or agreeing >= CROSS_CHECK_VIEWS or confidence >= cfg.min_uncorroborated_confidence:
+            kept.append(o)
+            continue
+        how = (f"triangulated from {agreeing} views only, none left to check them" if agreeing
+               else "placed from single views' rays")
+        unplaced.append({
+            "track_id": o.track_id, "class_name": o.class_name,
+            "reason": (f"too little evidence: {how}, at a mean detection confidence of {confidence:.2f} "
+                       f"(needs its own 3D points, {CROSS_CHECK_VIEWS} agreeing views, or a confidence of "
+                       f"{cfg.min_uncorroborated_confidence:.2f})"),
+        })
+    return kept
 
 
 def _plausible_alias(obj: Object3D) -> str | None:
@@ -514,11 +599,13 @@ def write_outputs(
     rec = sfm.reconstruction
     (out / "sparse").mkdir(parents=True, exist_ok=True)
     rec.write(out / "sparse")
+    per_image = len(rec.cameras) > 1  # photos of several sizes: one camera each
     frames = [
         {
             "frame_index": int(_FRAME_RE.search(im.name).group(1)),
             "image": f"images/{im.name}",
             "world_from_camera": sfm_mod.world_from_camera(im),
+            **({"intrinsics": sfm_mod.camera_intrinsics(im.camera)} if per_image else {}),
         }
         for im in sfm_mod.registered_images(rec)
     ]
@@ -602,6 +689,7 @@ def _object_dict(o: Object3D, obs: Observations, images: dict[Path, Path], scene
         "method": o.method,
         "views": o.views,
         "triangulation": None if ev is None else _tri_metric(ev, scene),
+        "evidence": o.info.get("evidence"),
         "notes": [o.info[k] for k in ("size_note", "points_dropped") if k in o.info],
         "color": object_colour(obs, o.track_id, images),
         "confidence": track.mean_confidence,
@@ -650,6 +738,50 @@ def _stats(
         "objects_fallback": sum(o.fallback for o in objects),
         "tracks_not_placed": sorted(set(obs.tracks) - {o.track_id for o in objects}),
     }
+
+
+def write_failure(folder: Path, reason: str, attempt: Attempt, cfg: ReconstructionConfig) -> None:
+    """What a failed reconstruction got as far as, in `failed/` (kept by the runner as
+    `reconstruction/failed/`): `diagnostics.json` (the reason; keyframes analysed and selected with
+    the motion figures; frames registered and which, models, 3D points, reprojection error, the
+    focal length found; every table-plane candidate with its inliers, the cameras' side and tilt,
+    and the rule it broke), `sparse/` (the COLMAP model, SfM frame) and `top_down.png` (cameras and
+    points seen from above, the candidates' points coloured)."""
+    from tangram.geometry.plots import plot_failed_top_down
+
+    folder.mkdir(parents=True, exist_ok=True)
+    diag: dict[str, Any] = {"reason": reason, "intrinsics_given": cfg.intrinsics is not None}
+    plan, sfm, model = attempt.plan, attempt.sfm, attempt.model
+    if plan is not None:
+        diag["keyframes"] = {"analysed": plan.analysed, "selected": len(plan.frames), "frames": plan.frames,
+                             "matcher": plan.matcher, **plan.info}
+    if sfm is not None:
+        diag["sfm"] = {"selected": sfm.num_input, "registered": sfm.num_registered, "models": sfm.num_models,
+                       "timings_s": sfm.timings}
+        if sfm.reconstruction is not None:
+            (folder / "sparse").mkdir(exist_ok=True)
+            sfm.reconstruction.write(folder / "sparse")
+            diag["sfm"]["mean_reprojection_error_px"] = float(sfm.reconstruction.compute_mean_reprojection_error())
+    if model is not None:
+        diag["sfm"]["registered_frames"] = sorted(model.views)
+        diag["points3D"] = len(model.cloud.xyz)
+        diag["intrinsics"] = {**model.intrinsics, "focal_source": _focal_source(cfg)}
+    up = camera_up(model.views) if model is not None else None
+    table = attempt.table
+    if table is not None:
+        diag["table"] = {
+            "inlier_band_units": table.threshold,
+            "camera_up": None if up is None else {"direction": up.direction.tolist(), "spread": up.spread,
+                                                  "reliable": up.reliable},
+            "candidates": [c.as_dict() for c in table.planes],
+        }
+    write_json(folder / "diagnostics.json", diag)
+    if model is not None and len(model.cloud.xyz):
+        planes = table.planes if table is not None else []
+        threshold = table.threshold if table is not None else 0.0
+        poses = [model.views[f].world_from_camera for f in sorted(model.views)]
+        plot_failed_top_down(model.cloud.xyz, model.cloud.rgb, poses, None if up is None else up.direction,
+                             planes, threshold, reason, folder / "top_down.png")
 
 
 def preflight(config: TangramConfig) -> None:
