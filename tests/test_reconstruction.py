@@ -249,11 +249,15 @@ def test_sample_objects_are_placed_within_3cm(sample: SampleScene, gt_run: Path)
     )
     assert err["objects"] == len(sample.objects) and not err["missing"]
     assert err["median_m"] <= 0.03
-    # The tray (35 x 26 cm, often cut by the image border) carves no hull and is placed from its
-    # SIFT points' box: 10.3-10.4 cm off on every machine measured. 15 cm is under half its extent,
-    # so its box still covers its true centre; the four other objects are held to 3 cm each.
-    assert err["max_m"] <= 0.15
+    # The four objects seen whole are held to 3 cm each.
     assert sorted(err["per_object_m"].values())[-2] <= 0.03
+    # The tray (42 cm across, at the table's far end) is cut by the image border in 14 of the 20
+    # keyframe masks: its far part is never seen, so no method can centre it; what the views show of
+    # it (the hull of the seen part) must lie on it: its centre inside the true footprint.
+    truth = gt_objects_in_table(sample, [f["frame_index"] for f in cams["frames"]])
+    tray = next(o for o in objects if o["class_name"] == "tray")
+    off = np.abs(np.array(tray["box"]["center"][:2]) - truth[tray["track_id"]]["position"][:2])
+    assert np.all(off <= truth[tray["track_id"]]["size"][:2] / 2), (off, truth[tray["track_id"]])
     for o in objects:
         assert o["box"]["size"][2] > 0.03 and o["support"] >= 0 and len(o["color"]) == 3
 

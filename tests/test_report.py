@@ -217,6 +217,11 @@ def test_failed_reconstruction_says_why(static_run: Path, browser: Any) -> None:
     recon = page.page.inner_text("section#reconstruction")
     assert "This stage failed" in recon and manifest["reconstruction"]["reason"] in recon
     assert "camera barely moves" in recon
+    # what the stage got as far as is kept and shown, so a static camera is told from a missed plane
+    diag = json.loads((static_run / "reconstruction" / "failed" / "diagnostics.json").read_text())
+    kf = diag["keyframes"]
+    assert kf["analysed"] >= 10 and kf["max_displacement"] < kf["static_threshold"], kf
+    assert "What the failed reconstruction got" in recon and "Largest image shift" in recon
     for stage in ("scene_graph", "planning", "simulation"):
         assert manifest[stage]["reason"] in page.page.inner_text(f"section#{stage}")
     assert page.page.query_selector(".plotly-fig") is None

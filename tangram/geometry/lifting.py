@@ -183,7 +183,11 @@ def _lift_one(
     else:
         grounded = abs(anchor[2] - height / 2) <= max(0.75 * height, width)
     pairs = [(views[f], s) for f in frames if (s := sils.get(f, dets[f])) is not None]
-    z_span = None if placement == "points" else _anchor_z_range(anchor, height, grounded)
+    z_span = _z_range(pts, height, grounded) if placement == "points" else _anchor_z_range(anchor, height, grounded)
+    if surface is not None and anchor[2] > 0 and _on_surface(anchor[:2], surface, margin=0.0):
+        # over the table's top the table itself hides everything below it: carving there only grows
+        # the silhouettes' cones under a flat object (a tray), never the object
+        z_span = (max(z_span[0], 0.0), z_span[1])
     box, method = _hull_or_points(pairs, anchor, width, height, pts, grounded, z_span)
     if box is None and placement == "triangulation" and grounded and guess is not None and (
         surface is None or _on_surface(guess[0], surface)

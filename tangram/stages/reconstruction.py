@@ -18,7 +18,8 @@ and the metric scale is a consensus of every credible object and piece of furnit
 Artefacts in `reconstruction/`:
 - `sparse/`: the COLMAP model (binary cameras.bin, images.bin, points3D.bin...) in the metric table
   frame; `images/`: the keyframes it was built from.
-- `cameras.json`: {"intrinsics": {model, width, height, params, fx, fy, cx, cy}, "frames":
+- `cameras.json`: {"intrinsics": {model, width, height, params, fx, fy, cx, cy, focal_source
+  ("given" | "self-calibrated"), focal_prior_px, focal_from_prior (found / prior)}, "frames":
   [{frame_index, image, world_from_camera 4x4}], "table_from_world": 4x4 (identity: the world IS
   the metric table frame), "sfm_from_world": 4x4 similarity back to COLMAP's raw frame, "scale":
   {method, metres_per_unit, uncertainty, evidence: [{track_id, class_name, dimension,
@@ -117,7 +118,7 @@ def run(ctx: StageContext) -> StageOutcome:
         raise
     _to_table_frame(attempt.sfm.reconstruction, scene.metric)
     ctx.progress(6, STEPS, "writing the model")
-    summary = write_outputs(ctx.out_dir, attempt.sfm, attempt.plan, model, scene, obs, images)
+    summary = write_outputs(ctx.out_dir, attempt.sfm, attempt.plan, model, scene, obs, images, cfg)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     log.info("reconstruction: table %s (%d points), %d objects placed, %d unplaced, scale %s %.4g m/unit ±%.0f%%",
              scene.table.method, scene.table.inliers, len(scene.objects), len(scene.unplaced), scene.scale.method,
@@ -138,6 +139,19 @@ class Attempt:
 
 def _focal_source(cfg: ReconstructionConfig) -> str:
     return "given" if cfg.intrinsics is not None else "self-calibrated"
+
+
+def _focal_info(cfg: ReconstructionConfig, intrinsics: dict[str, Any]) -> dict[str, Any]:
+    """How the focal length was found: given, or refined by COLMAP's bundle adjustment from its
+    prior (1.2 x the larger image side when the images carry no EXIF focal length)."""
+    if cfg.intrinsics is not None:
+        return {"focal_source": "given"}
+    prior = 1.2 * max(int(intrinsics.get("width", 0)), int(intrinsics.get("height", 0)))
+    return {
+        "focal_source": "self-calibrated",
+        "focal_prior_px": prior,
+        "focal_from_prior": float(intrinsics["fx"]) / prior if prior else None,
+    }
 
 
 # --- tracks ------------------------------------------------------------------------------------------
@@ -591,6 +605,7 @@ def write_outputs(
     scene: Scene,
     obs: Observations,
     images: dict[int, str],
+    cfg: ReconstructionConfig,
 ) -> dict[str, Any]:
     from tangram.geometry import sfm as sfm_mod
 
@@ -612,7 +627,7 @@ def write_outputs(
     write_json(
         out / "cameras.json",
         {
-            "intrinsics": model.intrinsics,
+            "intrinsics": {**model.intrinsics, **_focal_info(cfg, model.intrinsics)},
             "frames": frames,
             "table_from_world": np.eye(4),
             "sfm_from_world": np.linalg.inv(metric.table_from_world),
@@ -765,7 +780,7 @@ def write_failure(folder: Path, reason: str, attempt: Attempt, cfg: Reconstructi
     if model is not None:
         diag["sfm"]["registered_frames"] = sorted(model.views)
         diag["points3D"] = len(model.cloud.xyz)
-        diag["intrinsics"] = {**model.intrinsics, "focal_source": _focal_source(cfg)}
+        diag["intrinsics"] = {**model.intrinsics, **_focal_info(cfg, model.intrinsics)}
     up = camera_up(model.views) if model is not None else None
     table = attempt.table
     if table is not None:
