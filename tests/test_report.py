@@ -221,7 +221,7 @@ def test_failed_reconstruction_says_why(static_run: Path, browser: Any) -> None:
     diag = json.loads((static_run / "reconstruction" / "failed" / "diagnostics.json").read_text())
     kf = diag["keyframes"]
     assert kf["analysed"] >= 10 and kf["max_displacement"] < kf["static_threshold"], kf
-    assert "What the failed reconstruction got" in recon and "Largest image shift" in recon
+    assert "frames analysed" in recon.lower() and "largest image shift" in recon.lower()
     for stage in ("scene_graph", "planning", "simulation"):
         assert manifest[stage]["reason"] in page.page.inner_text(f"section#{stage}")
     assert page.page.query_selector(".plotly-fig") is None
