@@ -147,7 +147,8 @@ def _graspable(world: World, ids: list[int], exclude: set[int]) -> tuple[list[in
     for i in ids:
         if i in exclude:
             continue
-        ok, why = world.objects[i].graspable()
+        verdict = world.graspability(i)
+        ok, why = verdict["graspable"], verdict["reason"]
         if ok:
             keep.append(i)
         else:
@@ -294,7 +295,11 @@ def parse_task(task: str, world: World) -> Goal:
 def default_task_candidates(world: World) -> list[str]:
     """Sensible tasks for the scene, most ambitious first; the caller keeps the first one it can plan."""
     containers = sorted(world.containers(), key=lambda i: -_inner_area(world, i))
-    movable = [i for i in sorted(world.objects) if i not in containers and world.objects[i].graspable()[0]]
+    movable = [
+        i
+        for i in sorted(world.tabletop())
+        if i not in containers and world.graspability(i)["graspable"]
+    ]
     candidates = []
     candidates += [f"clear the table into the {_ref(world, c)}" for c in containers]
     candidates += [f"put the {_ref(world, i)} in the {_ref(world, c)}" for c in containers for i in movable]

@@ -85,6 +85,13 @@ class Executor:
         self.state = state
         self.steps = step_counter  # [total physics steps], shared with the stepping function
         self.held: int | None = None
+        self.anchors: dict[int, int] = {}  # object -> constraint holding it where it was seen
+
+    def release(self, obj: int | None) -> None:
+        """Let go of the constraint that held an object where it was seen (it is being handled)."""
+        cid = self.anchors.pop(obj, None) if obj is not None else None
+        if cid is not None:
+            self.p.removeConstraint(cid)
 
     # -- physics queries ------------------------------------------------------------------------
 
@@ -199,6 +206,7 @@ class Executor:
         self.arm.move_to(np.array([gx, gy, z]), yaw, speed=0.15)
         self._require_at(np.array([gx, gy, z]), f"the grasp pose on {self.world.describe(obj)}")
         gap = self.arm.close()
+        self.release(obj)
         self.held = obj
         self.arm.move_to(np.array([gx, gy, top]), yaw, speed=0.15)
         self.arm.step(60)
@@ -421,6 +429,7 @@ class Executor:
     def _push(self, action: Action) -> dict[str, Any]:
         obj = action.object
         assert obj is not None and action.dx is not None and action.dy is not None
+        self.release(obj)
         dist = math.hypot(action.dx, action.dy)
         d = np.array([action.dx, action.dy, 0.0]) / dist
         lo, hi = self.aabb(obj)

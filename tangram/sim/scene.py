@@ -110,6 +110,28 @@ class SceneBuilder:
         self.p.changeDynamics(body, -1, lateralFriction=0.8)
         return body
 
+    def floor(self, world: World) -> int | None:
+        """The floor the reconstruction found, as a static plane at its measured height (None when
+        it found none): furniture stands on it."""
+        if world.floor_z is None:
+            return None
+        col = self.p.createCollisionShape(self.p.GEOM_PLANE)
+        vis = self.p.createVisualShape(self.p.GEOM_BOX, halfExtents=[6, 6, 0.001], rgbaColor=[0.55, 0.55, 0.52, 1])
+        body = self.p.createMultiBody(0, col, vis, [0.0, 0.0, world.floor_z])
+        self.p.changeDynamics(body, -1, lateralFriction=0.9)
+        return body
+
+    def fix_in_place(self, sim: SimObject, pos, orn) -> int:
+        """Hold a body at the pose it was seen in with a fixed constraint to the world; returns the
+        constraint id (the executor releases it once the fingers have closed on the object)."""
+        self.p.resetBasePositionAndOrientation(sim.body, pos, orn)
+        self.p.resetBaseVelocity(sim.body, [0, 0, 0], [0, 0, 0])
+        cid = self.p.createConstraint(
+            sim.body, -1, -1, -1, self.p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], list(pos), childFrameOrientation=list(orn)
+        )
+        self.p.changeConstraint(cid, maxForce=10000)
+        return cid
+
     def pedestal(self, x: float, y: float) -> int:
         """A column under the robot's base when it stands off the table."""
         h = 0.75
@@ -145,7 +167,8 @@ class SceneBuilder:
 
     def _create(self, obj: SceneObject, col: int, vis: int, yaw: float) -> int:
         orn = self.p.getQuaternionFromEuler((0.0, 0.0, yaw))
-        return self.p.createMultiBody(_mass(obj), col, vis, list(obj.position), orn)
+        mass = 0.0 if obj.furniture else _mass(obj)  # furniture: a static obstacle on the floor
+        return self.p.createMultiBody(mass, col, vis, list(obj.position), orn)
 
     def _primitive(self, obj: SceneObject) -> SimObject:
         dx, dy, dz = obj.size
