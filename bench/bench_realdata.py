@@ -61,6 +61,7 @@ def clips(selected: list[str] | None) -> list[dict[str, Any]]:
          "gt": "hololens"},
         {"name": "hololens_office (no K)", "input": REAL / "hololens_office.mp4", "gt": "hololens"},
         {"name": "tum_office_desk", "input": REAL / "tum_office_desk", "args": ["--intrinsics", TUM_K]},
+        {"name": "tum_office_desk.mp4", "input": REAL / "tum_office_desk.mp4", "args": ["--intrinsics", TUM_K]},
         {"name": "apple_orbit", "input": REAL / "apple_orbit.mp4"},
         {"name": "coffee_static_camera", "input": REAL / "coffee_static_camera.mp4"},
     ]
@@ -70,7 +71,7 @@ def clips(selected: list[str] | None) -> list[dict[str, Any]]:
 
 
 def run_clip(tree: Path, clip: dict[str, Any], exports: Path) -> tuple[Path, float]:
-    name = clip["name"].replace(":", "_").replace(" ", "_").replace("(", "").replace(")", "")
+    name = clip["name"].replace(":", "_").replace(".", "_").replace(" ", "_").replace("(", "").replace(")", "")
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),

@@ -19,7 +19,7 @@ from tangram.planning.search import PlanningFailed, plan_offline
 from tangram.planning.symbolic import initial_state
 from tangram.planning.tasks import TaskNotUnderstood, default_task_candidates, parse_task
 from tangram.planning.validate import validate_plan
-from tangram.planning.world import World
+from tangram.planning.world import World, describe_placement
 
 log = logging.getLogger("tangram.planning")
 
@@ -43,6 +43,7 @@ def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dic
         "goal": goal.to_json(world) if goal else None,
         "goal_error": goal_error,
         "robot_base": [round(v, 4) for v in world.robot_base],
+        "robot_placement": describe_placement(world),
         "planner": None,
         "fallback_reason": None,
         "llm": None,
@@ -55,6 +56,7 @@ def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dic
     validation = validate_plan(world, actions, goal)
     if not validation.valid:  # the offline planner's own output must always pass; an LLM plan did
         raise StageFailed("the final plan failed validation: " + "; ".join(validation.errors))
+    log.info("robot: %s", out["robot_placement"]["reason"])
     out["validation"] = validation.to_json()
     out["actions"] = [a.to_json() for a in actions]
     out["graspability"] = {str(i): world.graspability(i) for i in sorted(world.objects)}

@@ -212,8 +212,6 @@ class World:
         """
         obj = self.objects[obj_id]
         ok, why = obj.graspable()
-        hx, hy = obj.half_in(obj.yaw)
-        across = "x" if obj.size[0] <= obj.size[1] else "y"  # body axis the fingers close along
         gap = self._finger_gap(obj)
         approaches = []
         if ok:
@@ -233,7 +231,6 @@ class World:
                 f"(opening {MAX_GRASP_WIDTH * 100:.1f} cm), {obj.height * 100:.1f} cm tall: "
                 + ", ".join(approaches)
             )
-        del hx, hy, across
         return {
             "graspable": ok,
             "reason": why,
@@ -276,6 +273,28 @@ class World:
             return "the table"
         obj = self.objects.get(obj_id)  # type: ignore[arg-type]
         return obj.label if obj else f"object {obj_id}"
+
+
+def describe_placement(world: World) -> dict[str, Any]:
+    """Where the robot stands and why: the table's extent, the tabletop objects' distances from the
+    base against the arm's reach band."""
+    bx, by, yaw = world.robot_base
+    table = world.table_rect
+    inside = table.contains(Rect.around(bx, by, 0, 0))
+    dists = {o.label: round(world.reach_distance(*o.position[:2]), 3) for o in world.tabletop().values()}
+    out_of_reach = [k for k, d in dists.items() if not world.reach[0] <= d <= world.reach[1]]
+    where = "on the table top" if inside else "just outside the table's edge (on a pedestal)"
+    reason = (
+        f"base at ({bx:.2f}, {by:.2f}) m facing {math.degrees(yaw):.0f} deg, {where}; table "
+        f"{world.table_size[0]:.2f} x {world.table_size[1]:.2f} m; chosen to minimise the farthest "
+        f"tabletop object's distance within the reach band {world.reach[0]:.2f}-{world.reach[1]:.2f} m"
+    )
+    if dists:
+        reason += f" (farthest {max(dists.values()):.2f} m)"
+    if out_of_reach:
+        reason += "; out of reach: " + ", ".join(out_of_reach)
+    return {"base": [round(bx, 4), round(by, 4), round(yaw, 4)], "mount": "table top" if inside else "pedestal",
+            "distances_m": dists, "out_of_reach": out_of_reach, "reason": reason}
 
 
 def place_robot(world: World) -> tuple[float, float, float]:

@@ -4,7 +4,11 @@ result.json: {"format": "tangram.sim/1", "engine", "mode" (direct|gui), "seed", 
 "robot": {"model", "base": [x, y, yaw], "mount"}, "objects": {id: {"class_name", "shape"}},
 "actions": [{"index", "action", "success", "reason", "checks", "sim_seconds", "wall_seconds"}],
 "success", "failure_reason", "final_poses": {id: {"position", "yaw", "tilt_deg", "aabb_min",
-"aabb_max"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
+"aabb_max"}}, "world_check": {"below_support": [{id, label, bottom_z, rested_z}], "floor" (a floor
+plane was built at the measured floor_z), "world_stood", "settling": {"tolerance_m", "moved" {id:
+metres}, "fixed" [ids held where seen by a fixed constraint until grasped], "reasons"}},
+"graspability": {id: {"graspable", "reason", "narrowest_cm", "height_cm", "approaches",
+"finger_gap_cm"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
 parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes": [...], "timing"}.
 """
 
