@@ -18,7 +18,7 @@ import numpy as np
 
 from tangram.assets import write_bowl_urdf
 from tangram.assets.meshes import BowlProfile
-from tangram.planning.world import SceneObject, World
+from tangram.planning.world import Rect, SceneObject, World
 from tangram.sim.bullet import pybullet_data
 
 DATA = Path(pybullet_data.getDataPath())
@@ -96,8 +96,10 @@ class SceneBuilder:
     def __init__(self, client, work_dir: Path) -> None:
         self.p = client
         self.work = work_dir
+        self.table_rect: Rect | None = None
 
     def table(self, world: World) -> int:
+        self.table_rect = world.table_rect
         sx, sy = world.table_size
         cx, cy = world.table_center
         col = self.p.createCollisionShape(self.p.GEOM_BOX, halfExtents=[sx / 2, sy / 2, TABLE_THICKNESS / 2])
@@ -121,16 +123,14 @@ class SceneBuilder:
         self.p.changeDynamics(body, -1, lateralFriction=0.9)
         return body
 
-    def fix_in_place(self, sim: SimObject, pos, orn) -> int:
-        """Hold a body at the pose it was seen in with a fixed constraint to the world; returns the
-        constraint id (the executor releases it once the fingers have closed on the object)."""
+    def fix_in_place(self, sim: SimObject, pos, orn) -> float:
+        """Hold a body static at the pose it was seen in (mass 0: the physics never moves it);
+        returns its mass, which the executor gives back once the fingers have closed on it."""
+        mass = float(self.p.getDynamicsInfo(sim.body, -1)[0])
         self.p.resetBasePositionAndOrientation(sim.body, pos, orn)
         self.p.resetBaseVelocity(sim.body, [0, 0, 0], [0, 0, 0])
-        cid = self.p.createConstraint(
-            sim.body, -1, -1, -1, self.p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], list(pos), childFrameOrientation=list(orn)
-        )
-        self.p.changeConstraint(cid, maxForce=10000)
-        return cid
+        self.p.changeDynamics(sim.body, -1, mass=0.0)
+        return mass
 
     def pedestal(self, x: float, y: float) -> int:
         """A column under the robot's base when it stands off the table."""
@@ -157,10 +157,21 @@ class SceneBuilder:
 
     def _rest_on_bottom(self, sim: SimObject) -> None:
         """Lift or lower the body so its lowest point is 1 mm above the box's bottom: a shape that
-        pokes through its support (a tilted wall box, a mesh's rim) would be shot out of it."""
+        pokes through its support (a tilted wall box, a mesh's rim) would be shot out of it. An
+        object resting on the table whose measured box reaches into the table top (the
+        reconstruction's error on its bottom) stands on the top instead."""
         lo, _ = self.p.getAABB(sim.body)
         pos, orn = self.p.getBasePositionAndOrientation(sim.body)
         want = sim.obj.position[2] - sim.obj.size[2] / 2 + 0.001
+        x, y = sim.obj.position[:2]
+        if (
+            sim.obj.support == "table"
+            and not sim.obj.furniture
+            and self.table_rect is not None
+            and self.table_rect.contains(Rect.around(x, y, 0, 0))
+            and sim.obj.position[2] > 0.0  # its centre above the top: it stands there, pokes in
+        ):
+            want = max(want, 0.001)
         self.p.resetBasePositionAndOrientation(sim.body, [pos[0], pos[1], pos[2] + want - lo[2]], orn)
 
     # -- builders -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ result.json: {"format": "tangram.sim/1", "engine", "mode" (direct|gui), "seed", 
 "success", "failure_reason", "final_poses": {id: {"position", "yaw", "tilt_deg", "aabb_min",
 "aabb_max"}}, "world_check": {"below_support": [{id, label, bottom_z, rested_z}], "floor" (a floor
 plane was built at the measured floor_z), "world_stood", "settling": {"tolerance_m", "moved" {id:
-metres}, "fixed" [ids held where seen by a fixed constraint until grasped], "reasons"}},
+metres}, "fixed" [ids held static where seen until grasped], "reasons"}},
 "graspability": {id: {"graspable", "reason", "narrowest_cm", "height_cm", "approaches",
 "finger_gap_cm"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
 parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes": [...], "timing"}.
@@ -144,13 +144,13 @@ BELOW_TOLERANCE = 0.03  # an object's bottom this far under where it rested has 
 
 def _settling_check(
     client, builder: SceneBuilder, sims: dict, seen: dict
-) -> tuple[dict[int, int], dict[str, Any]]:
+) -> tuple[dict[int, float], dict[str, Any]]:
     """Objects that moved more than 2 cm while settling are put back where they were seen and
-    held there, never dropped (released only when the robot grasps them); reported with how far
+    held there static, never dropped (given their mass back when the robot grasps them); reported with how far
     they went."""
     moved: dict[str, float] = {}
     fixed: list[int] = []
-    anchors: dict[int, int] = {}
+    anchors: dict[int, float] = {}
     for oid, sim in sorted(sims.items()):
         pos, _ = client.getBasePositionAndOrientation(sim.body)
         d = float(np.linalg.norm(np.subtract(pos, seen[oid][0])))
