@@ -308,8 +308,11 @@ def default_task_candidates(world: World) -> list[str]:
         candidates.append("stack " + " and ".join(f"object {i}" for i in flat[:2]))
     # no container, nothing to stack: still a real manipulation of the graspable objects on the
     # surface (move one aside), not "go home", which the user did not film a table for
-    for i in movable:
-        candidates += [f"move the {_ref(world, i)} to the {side} by 10 cm" for side in ("left", "right")]
+    # to a free spot of its support: 10 cm aside first, then 5 cm (a small table, a base close by)
+    for cm in (10, 5):
+        for i in movable:
+            candidates += [f"move the {_ref(world, i)} to the {side} by {cm} cm" for side in ("left", "right")]
+            candidates += [f"move the {_ref(world, i)} {side} by {cm} cm" for side in ("forward", "back")]
     candidates.append("go home")
     return candidates
 
