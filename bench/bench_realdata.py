@@ -8,7 +8,12 @@ exist (the sample; hololens_office/poses.txt), the metric scale's method, relati
 call wrong (furniture on the table; objects "on" the table whose footprint centre lies beyond its
 extent by more than 10 cm plus half their size) and the default task.
 
-Both sides run the whole pipeline up to planning with the offline detector
+Simulation columns (issue 21): actions succeeded in simulation / planned, picks that succeeded,
+the goal check on the final physics state, objects that moved more than 2 cm while settling (from
+result.json's world_check; "-" before it existed) and objects below their support at the end
+(world_check; before it, objects whose top ended more than 5 cm under the table top).
+
+Both sides run the whole pipeline up to simulation (no video) with the offline detector
 (TANGRAM_YOLO_WEIGHTS=../shared/models/yolov8n_int8.tflite, GrabCut masks), each in its own
 process with this venv; BEFORE is `git worktree add`-ed into a temporary folder and put first on
 PYTHONPATH. Inputs are the same files for both sides.
@@ -56,6 +61,7 @@ def clips(selected: list[str] | None) -> list[dict[str, Any]]:
          "gt": "hololens"},
         {"name": "hololens_office (no K)", "input": REAL / "hololens_office.mp4", "gt": "hololens"},
         {"name": "tum_office_desk", "input": REAL / "tum_office_desk", "args": ["--intrinsics", TUM_K]},
+        {"name": "tum_office_desk.mp4", "input": REAL / "tum_office_desk.mp4", "args": ["--intrinsics", TUM_K]},
         {"name": "apple_orbit", "input": REAL / "apple_orbit.mp4"},
         {"name": "coffee_static_camera", "input": REAL / "coffee_static_camera.mp4"},
     ]
@@ -65,7 +71,7 @@ def clips(selected: list[str] | None) -> list[dict[str, Any]]:
 
 
 def run_clip(tree: Path, clip: dict[str, Any], exports: Path) -> tuple[Path, float]:
-    name = clip["name"].replace(":", "_").replace(" ", "_").replace("(", "").replace(")", "")
+    name = clip["name"].replace(":", "_").replace(".", "_").replace(" ", "_").replace("(", "").replace(")", "")
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),
@@ -75,7 +81,7 @@ def run_clip(tree: Path, clip: dict[str, Any], exports: Path) -> tuple[Path, flo
         "YOLO_AUTOINSTALL": "false",
         "YOLO_CONFIG_DIR": str(exports / ".yolo"),
     }
-    cmd = [sys.executable, str(tree / "main.py"), "--input", str(clip["input"]), "--mode", "plan",
+    cmd = [sys.executable, str(tree / "main.py"), "--input", str(clip["input"]), "--mode", "simulate", "--no-video",
            "--segmenter", "grabcut", "--exports-dir", str(exports), "--name", name, *clip.get("args", [])]
     started = time.perf_counter()
     subprocess.run(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
@@ -127,6 +133,19 @@ def measure(run: Path, clip: dict[str, Any]) -> dict[str, Any]:
     plan = _read(run / "planning" / "plan.json")
     if plan:
         m["task"] = plan.get("task")
+    sim = _read(run / "simulation" / "result.json")
+    if sim:
+        m["actions"] = f"{sum(a['success'] for a in sim['actions'])}/{len(plan['actions']) if plan else '?'}"
+        m["picks_ok"] = sum(a["success"] and a["action"]["action"] == "pick" for a in sim["actions"])
+        m["goal"] = sim.get("goal_satisfied")
+        check = sim.get("world_check") or {}
+        m["settle_moved"] = len((check.get("settling") or {}).get("moved", {})) if check else None
+        if check:
+            m["below"] = len(check.get("below_support", []))
+        else:  # before issue 21: count objects that ended more than 5 cm under the table top
+            m["below"] = sum(p["aabb_max"][2] < -0.05 for p in sim.get("final_poses", {}).values())
+    elif (manifest.get("stages", {}).get("planning", {}) or {}).get("status") == "failed":
+        m["task"] = "refused: " + str(manifest["stages"]["planning"].get("reason", ""))[:30]
     return m
 
 
@@ -198,13 +217,19 @@ def row(name: str, side: str, m: dict[str, Any], seconds: float) -> list[str]:
         m.get("scale", "-"),
         f"{wrong.get('furniture_on_table', 0)}/{wrong.get('outside_support', 0)}" if wrong else "-",
         str(m.get("task", "-"))[:40],
+        str(m.get("actions", "-")),
+        str(m.get("picks_ok", "-")),
+        str(m.get("goal", "-")),
+        "-" if m.get("settle_moved") is None else str(m["settle_moved"]),
+        str(m.get("below", "-")),
         f"{seconds:.0f}",
     ]
 
 
 HEADER = ["clip", "side", "raw tracker ids (top classes)", "final objects (classes)", "IDF1",
           "placed pts/tri/fallback/none", "registered", "cam RMS cm", "scale ours/true", "scale method",
-          "wrong: furn-on-table/outside", "default task", "s"]
+          "wrong: furn-on-table/outside", "default task", "actions ok/planned", "picks ok", "goal held",
+          "moved >2 cm settling", "below support at end", "s"]
 
 
 def print_table(rows: list[list[str]]) -> None:

@@ -64,6 +64,7 @@ def build_graph(
         rect_size=[float(v) for v in table.get("rect_size", table.get("size", [0.0, 0.0]))],
         rect_yaw=float(table.get("rect_yaw", 0.0)),
         rect_center=[float(v) for v in table.get("rect_center", [0.0, 0.0])],
+        floor_z=None if table.get("floor_z") is None else float(table["floor_z"]),
     )
     for o in objects:
         graph.add_node(int(o["track_id"]), **_object_attrs(o))

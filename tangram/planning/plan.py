@@ -16,9 +16,10 @@ from tangram.planning.actions import Action
 from tangram.planning.goals import Goal
 from tangram.planning.llm import plan_with_llm, resolve_llm
 from tangram.planning.search import PlanningFailed, plan_offline
+from tangram.planning.symbolic import initial_state
 from tangram.planning.tasks import TaskNotUnderstood, default_task_candidates, parse_task
 from tangram.planning.validate import validate_plan
-from tangram.planning.world import World
+from tangram.planning.world import World, describe_placement
 
 log = logging.getLogger("tangram.planning")
 
@@ -31,6 +32,10 @@ def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dic
     source = "given" if task_text else "default"
     task_text = task_text or default_task(world)
     goal, goal_error = _parse(task_text, world)
+    if goal is not None:
+        refusal = refuse_reason(world, goal)
+        if refusal:
+            raise StageFailed(f"the task {task_text!r} cannot be done: {refusal}")
     out: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "task": task_text,
@@ -38,6 +43,7 @@ def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dic
         "goal": goal.to_json(world) if goal else None,
         "goal_error": goal_error,
         "robot_base": [round(v, 4) for v in world.robot_base],
+        "robot_placement": describe_placement(world),
         "planner": None,
         "fallback_reason": None,
         "llm": None,
@@ -50,16 +56,42 @@ def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dic
     validation = validate_plan(world, actions, goal)
     if not validation.valid:  # the offline planner's own output must always pass; an LLM plan did
         raise StageFailed("the final plan failed validation: " + "; ".join(validation.errors))
+    log.info("robot: %s", out["robot_placement"]["reason"])
     out["validation"] = validation.to_json()
     out["actions"] = [a.to_json() for a in actions]
+    out["graspability"] = {str(i): world.graspability(i) for i in sorted(world.objects)}
+    if source == "default" and goal is not None and goal.form == "home":
+        out["why_home"] = {
+            world.objects[i].label: out["graspability"][str(i)]["reason"]
+            for i in sorted(world.objects)
+        }
     return out
+
+
+def refuse_reason(world: World, goal: Goal) -> str | None:
+    """Why the goal asks for something the robot cannot take or reach (None when it can): an
+    object it must move that is ungraspable (unless pushing may do) or out of the arm's reach."""
+    state = initial_state(world)
+    for atom in goal.unsatisfied(state):
+        if atom.obj not in world.objects:
+            continue
+        verdict = world.graspability(atom.obj)
+        if not verdict["graspable"] and not atom.push_ok:
+            return verdict["reason"]
+        x, y = world.objects[atom.obj].position[:2]
+        if not world.reachable(x, y):
+            return (
+                f"{world.objects[atom.obj].label} is {world.reach_distance(x, y):.2f} m from the robot's base, "
+                f"outside its reach ({world.reach[0]:.2f}-{world.reach[1]:.2f} m)"
+            )
+    return None
 
 
 def default_task(world: World) -> str:
     """The first of the scene's sensible tasks that the offline planner can actually achieve."""
     for task in default_task_candidates(world):
         goal, _ = _parse(task, world)
-        if goal is None:
+        if goal is None or refuse_reason(world, goal):
             continue
         try:
             plan_offline(world, goal)

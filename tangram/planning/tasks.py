@@ -147,7 +147,8 @@ def _graspable(world: World, ids: list[int], exclude: set[int]) -> tuple[list[in
     for i in ids:
         if i in exclude:
             continue
-        ok, why = world.objects[i].graspable()
+        verdict = world.graspability(i)
+        ok, why = verdict["graspable"], verdict["reason"]
         if ok:
             keep.append(i)
         else:
@@ -294,7 +295,11 @@ def parse_task(task: str, world: World) -> Goal:
 def default_task_candidates(world: World) -> list[str]:
     """Sensible tasks for the scene, most ambitious first; the caller keeps the first one it can plan."""
     containers = sorted(world.containers(), key=lambda i: -_inner_area(world, i))
-    movable = [i for i in sorted(world.objects) if i not in containers and world.objects[i].graspable()[0]]
+    movable = [
+        i
+        for i in sorted(world.tabletop())
+        if i not in containers and world.graspability(i)["graspable"]
+    ]
     candidates = []
     candidates += [f"clear the table into the {_ref(world, c)}" for c in containers]
     candidates += [f"put the {_ref(world, i)} in the {_ref(world, c)}" for c in containers for i in movable]
@@ -303,8 +308,11 @@ def default_task_candidates(world: World) -> list[str]:
         candidates.append("stack " + " and ".join(f"object {i}" for i in flat[:2]))
     # no container, nothing to stack: still a real manipulation of the graspable objects on the
     # surface (move one aside), not "go home", which the user did not film a table for
-    for i in movable:
-        candidates += [f"move the {_ref(world, i)} to the {side} by 10 cm" for side in ("left", "right")]
+    # to a free spot of its support: 10 cm aside first, then 5 cm (a small table, a base close by)
+    for cm in (10, 5):
+        for i in movable:
+            candidates += [f"move the {_ref(world, i)} to the {side} by {cm} cm" for side in ("left", "right")]
+            candidates += [f"move the {_ref(world, i)} {side} by {cm} cm" for side in ("forward", "back")]
     candidates.append("go home")
     return candidates
 

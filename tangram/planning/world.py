@@ -48,10 +48,15 @@ MAY_TOPPLE = ROUND_CLASSES | {"teddy bear", "banana"}
 # The Panda hand opens to 8 cm; leave room for the fingers to slide past the object.
 MAX_GRASP_WIDTH = 0.077
 # A box is an upper bound of an object's sections: irregular objects (a teddy's neck, a mug's body
-# beside its handle) may be held where they are narrower. The simulator measures the real section.
-IRREGULAR_CLASSES = frozenset({"teddy bear", "cup", "mug", "banana", "bottle", "vase", "wine glass"})
+# beside its handle) may be held where they are narrower. Only classes the simulator builds from a
+# mesh with such a narrower part count: a bottle, vase or glass is built (and measured) as a
+# cylinder as wide as its box's narrow side, so its narrowest section is that side.
+IRREGULAR_CLASSES = frozenset({"teddy bear", "cup", "mug"})
 MAX_IRREGULAR_BOX = 0.14
 MIN_GRASP_HEIGHT = 0.02
+MIN_SIDE_HEIGHT = 0.04  # a side grasp needs the fingers' pads (about 2 cm) below the object's top
+FINGER_CLEARANCE = 0.015  # free gap a finger needs beside the object, at the closing direction
+MAX_OBJECT_HEIGHT = 0.45  # taller than this is not a tabletop object the arm lifts
 # Top-down reach of the Panda's grasp frame, measured with its IK (see tangram/sim/robot.py).
 REACH_MIN = 0.30  # closer, a top-down grasp at table height folds the elbow into itself
 REACH_MAX = 0.78
@@ -107,6 +112,7 @@ class SceneObject:
     color: tuple[int, int, int] = (160, 160, 160)
     support: int | str = "table"  # what it rests on ("table" or an object id)
     inside: bool = False  # rests inside `support`, a container
+    furniture: bool = False  # stands on the floor (chairs, couch, tv): a static obstacle
 
     @property
     def half_xy(self) -> tuple[float, float]:
@@ -145,6 +151,10 @@ class SceneObject:
         return MAX_IRREGULAR_BOX if self.class_name in IRREGULAR_CLASSES else MAX_GRASP_WIDTH
 
     def graspable(self) -> tuple[bool, str]:
+        if self.furniture:
+            return False, f"{self.label} is furniture standing on the floor, a static obstacle"
+        if self.height > MAX_OBJECT_HEIGHT:
+            return False, f"{self.label} is {self.height * 100:.0f} cm tall, more than the arm lifts"
         if self.is_container and max(self.size[0], self.size[1]) > MAX_GRASP_WIDTH:
             return False, f"{self.label} is a container too wide for the gripper"
         if self.grasp_width > self.grasp_limit:
@@ -168,6 +178,7 @@ class World:
     table_center: tuple[float, float] = (0.0, 0.0)
     robot_base: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))  # x, y, yaw
     reach: tuple[float, float] = (REACH_MIN, REACH_MAX)  # planning band; execution may try a wider one
+    floor_z: float | None = None  # the floor's height in the table frame, where the reconstruction found one
 
     def __post_init__(self) -> None:
         if self.robot_base == (0.0, 0.0, 0.0):
@@ -185,13 +196,105 @@ class World:
         return self.reach[0] <= self.reach_distance(x, y) <= self.reach[1]
 
     def containers(self) -> list[int]:
-        return sorted(i for i, o in self.objects.items() if o.is_container)
+        return sorted(i for i, o in self.objects.items() if o.is_container and not o.furniture)
+
+    def tabletop(self) -> dict[int, SceneObject]:
+        """The objects the arm works with: everything but the furniture on the floor."""
+        return {i: o for i, o in self.objects.items() if not o.furniture}
+
+    def graspability(self, obj_id: int) -> dict[str, Any]:
+        """Whether the Panda can take the object, from its measured size and its neighbours.
+
+        Narrowest horizontal section (the box's narrow side, or the mesh section for irregular
+        classes) against the 8 cm opening, the height for a top-down (>= 2 cm) and a side
+        (>= 4 cm) approach, and the free gap beside it along the closing direction for the
+        fingers (a neighbour closer than 1.5 cm blocks that approach).
+        """
+        obj = self.objects[obj_id]
+        ok, why = obj.graspable()
+        gap = self._finger_gap(obj)
+        approaches = []
+        if ok:
+            if obj.height >= MIN_GRASP_HEIGHT:
+                approaches.append("top-down")
+            if obj.height >= MIN_SIDE_HEIGHT:
+                approaches.append("side")
+            if gap < FINGER_CLEARANCE:
+                ok, why = False, (
+                    f"{obj.label} has a neighbour {max(gap, 0.0) * 100:.1f} cm away where the fingers "
+                    f"close; they need {FINGER_CLEARANCE * 100:.1f} cm"
+                )
+                approaches = []
+        if ok:
+            why = (
+                f"{obj.label} is {obj.grasp_width * 100:.1f} cm across at its narrowest "
+                f"(opening {MAX_GRASP_WIDTH * 100:.1f} cm), {obj.height * 100:.1f} cm tall: "
+                + ", ".join(approaches)
+            )
+        return {
+            "graspable": ok,
+            "reason": why,
+            "narrowest_cm": round(obj.grasp_width * 100, 1),
+            "height_cm": round(obj.height * 100, 1),
+            "approaches": approaches,
+            "finger_gap_cm": None if math.isinf(gap) else round(gap * 100, 1),
+        }
+
+    def _finger_gap(self, obj: SceneObject) -> float:
+        """Smallest free gap between the object's footprint and a neighbour resting on the same
+        support, beside the faces the fingers close on."""
+        best = math.inf
+        c, s = math.cos(obj.yaw), math.sin(obj.yaw)
+        narrow_x = obj.size[0] <= obj.size[1]
+        for other in self.objects.values():
+            if other.id == obj.id or other.furniture or other.support != obj.support:
+                continue
+            if other.support == obj.id or obj.support == other.id:
+                continue
+            # the neighbour's centre in the object's own frame
+            dx, dy = other.position[0] - obj.position[0], other.position[1] - obj.position[1]
+            lx, ly = c * dx + s * dy, -s * dx + c * dy
+            ohx, ohy = other.half_in(obj.yaw)
+            if narrow_x:
+                if abs(ly) >= obj.size[1] / 2 + ohy:  # not beside the closing faces
+                    continue
+                g = abs(lx) - obj.size[0] / 2 - ohx
+            else:
+                if abs(lx) >= obj.size[0] / 2 + ohx:
+                    continue
+                g = abs(ly) - obj.size[1] / 2 - ohy
+            if abs(other.position[2] - obj.position[2]) > (other.size[2] + obj.size[2]) / 2:
+                continue
+            best = min(best, g)
+        return best
 
     def describe(self, obj_id: int | str) -> str:
         if obj_id == "table":
             return "the table"
         obj = self.objects.get(obj_id)  # type: ignore[arg-type]
         return obj.label if obj else f"object {obj_id}"
+
+
+def describe_placement(world: World) -> dict[str, Any]:
+    """Where the robot stands and why: the table's extent, the tabletop objects' distances from the
+    base against the arm's reach band."""
+    bx, by, yaw = world.robot_base
+    table = world.table_rect
+    inside = table.contains(Rect.around(bx, by, 0, 0))
+    dists = {o.label: round(world.reach_distance(*o.position[:2]), 3) for o in world.tabletop().values()}
+    out_of_reach = [k for k, d in dists.items() if not world.reach[0] <= d <= world.reach[1]]
+    where = "on the table top" if inside else "just outside the table's edge (on a pedestal)"
+    reason = (
+        f"base at ({bx:.2f}, {by:.2f}) m facing {math.degrees(yaw):.0f} deg, {where}; table "
+        f"{world.table_size[0]:.2f} x {world.table_size[1]:.2f} m; chosen to minimise the farthest "
+        f"tabletop object's distance within the reach band {world.reach[0]:.2f}-{world.reach[1]:.2f} m"
+    )
+    if dists:
+        reason += f" (farthest {max(dists.values()):.2f} m)"
+    if out_of_reach:
+        reason += "; out of reach: " + ", ".join(out_of_reach)
+    return {"base": [round(bx, 4), round(by, 4), round(yaw, 4)], "mount": "table top" if inside else "pedestal",
+            "distances_m": dists, "out_of_reach": out_of_reach, "reason": reason}
 
 
 def place_robot(world: World) -> tuple[float, float, float]:
@@ -206,10 +309,12 @@ def place_robot(world: World) -> tuple[float, float, float]:
     """
     cx = world.table_center[0]
     table = world.table_rect
-    if not world.objects:
+    objs = [o for o in world.objects.values() if not o.furniture and table.grow(0.05).contains(
+        Rect.around(o.position[0], o.position[1], 0, 0))]
+    if not objs:
         return cx, table.ymax + ROBOT_SETBACK, -math.pi / 2
-    pts = np.array([o.position[:2] for o in world.objects.values()])
-    radii = np.array([max(o.half_xy) for o in world.objects.values()])
+    pts = np.array([o.position[:2] for o in objs])
+    radii = np.array([max(o.half_xy) for o in objs])
     area = table.grow(ROBOT_SETBACK)
     xs = np.arange(area.xmin, area.xmax + 1e-9, 0.02)
     ys = np.arange(area.ymin, area.ymax + 1e-9, 0.02)
@@ -267,13 +372,16 @@ def world_from_scene_graph(data: dict[str, Any]) -> World:
                 color=tuple(int(v) for v in (attrs.get("color") or (160, 160, 160))[:3]),  # type: ignore[arg-type]
                 support=supports.get(obj_id, ("table", False))[0],
                 inside=supports.get(obj_id, ("table", False))[1],
+                furniture=bool(attrs.get("furniture", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StageFailed(f"scene-graph node {node!r} is malformed: {exc}") from exc
+    floor = table.get("floor_z")
     return World(
         objects=objects,
         table_size=(float(size[0]), float(size[1])),
         table_center=(float(pos[0]), float(pos[1])),
+        floor_z=None if floor is None else float(floor),
     )
 
 

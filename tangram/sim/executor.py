@@ -64,6 +64,9 @@ class ActionFailed(Exception):
         self.checks = checks or {}
 
 
+OVERHEAD = 0.25  # m above the table top: an object resting higher is not on the work surface
+
+
 class Executor:
     def __init__(
         self,
@@ -85,6 +88,13 @@ class Executor:
         self.state = state
         self.steps = step_counter  # [total physics steps], shared with the stepping function
         self.held: int | None = None
+        self.anchors: dict[int, float] = {}  # object held static where it was seen -> its mass
+
+    def release(self, obj: int | None) -> None:
+        """Give an object held where it was seen its mass back (the robot is handling it)."""
+        mass = self.anchors.pop(obj, None) if obj is not None else None
+        if mass is not None:
+            self.p.changeDynamics(self.objects[obj].body, -1, mass=mass)
 
     # -- physics queries ------------------------------------------------------------------------
 
@@ -122,7 +132,13 @@ class Executor:
         return done
 
     def safe_z(self, carrying: int | None) -> float:
-        tops = [self.aabb(o)[1][2] for o in self.objects if o != carrying]
+        # objects seen well above the work surface (a shelf the reconstruction did not measure)
+        # are held static overhead: the arm passes under them rather than climbing to them
+        tops = [
+            self.aabb(o)[1][2]
+            for o in self.objects
+            if o != carrying and self.aabb(o)[0][2] < OVERHEAD
+        ]
         extra = 0.0
         if carrying is not None:
             lo, _ = self.aabb(carrying)
@@ -199,6 +215,7 @@ class Executor:
         self.arm.move_to(np.array([gx, gy, z]), yaw, speed=0.15)
         self._require_at(np.array([gx, gy, z]), f"the grasp pose on {self.world.describe(obj)}")
         gap = self.arm.close()
+        self.release(obj)
         self.held = obj
         self.arm.move_to(np.array([gx, gy, top]), yaw, speed=0.15)
         self.arm.step(60)
@@ -421,6 +438,7 @@ class Executor:
     def _push(self, action: Action) -> dict[str, Any]:
         obj = action.object
         assert obj is not None and action.dx is not None and action.dy is not None
+        self.release(obj)
         dist = math.hypot(action.dx, action.dy)
         d = np.array([action.dx, action.dy, 0.0]) / dist
         lo, hi = self.aabb(obj)

@@ -18,7 +18,7 @@ import numpy as np
 
 from tangram.assets import write_bowl_urdf
 from tangram.assets.meshes import BowlProfile
-from tangram.planning.world import SceneObject, World
+from tangram.planning.world import Rect, SceneObject, World
 from tangram.sim.bullet import pybullet_data
 
 DATA = Path(pybullet_data.getDataPath())
@@ -96,8 +96,10 @@ class SceneBuilder:
     def __init__(self, client, work_dir: Path) -> None:
         self.p = client
         self.work = work_dir
+        self.table_rect: Rect | None = None
 
     def table(self, world: World) -> int:
+        self.table_rect = world.table_rect
         sx, sy = world.table_size
         cx, cy = world.table_center
         col = self.p.createCollisionShape(self.p.GEOM_BOX, halfExtents=[sx / 2, sy / 2, TABLE_THICKNESS / 2])
@@ -109,6 +111,26 @@ class SceneBuilder:
         body = self.p.createMultiBody(0, col, vis, [cx, cy, -TABLE_THICKNESS / 2])
         self.p.changeDynamics(body, -1, lateralFriction=0.8)
         return body
+
+    def floor(self, world: World) -> int | None:
+        """The floor the reconstruction found, as a static plane at its measured height (None when
+        it found none): furniture stands on it."""
+        if world.floor_z is None:
+            return None
+        col = self.p.createCollisionShape(self.p.GEOM_PLANE)
+        vis = self.p.createVisualShape(self.p.GEOM_BOX, halfExtents=[6, 6, 0.001], rgbaColor=[0.55, 0.55, 0.52, 1])
+        body = self.p.createMultiBody(0, col, vis, [0.0, 0.0, world.floor_z])
+        self.p.changeDynamics(body, -1, lateralFriction=0.9)
+        return body
+
+    def fix_in_place(self, sim: SimObject, pos, orn) -> float:
+        """Hold a body static at the pose it was seen in (mass 0: the physics never moves it);
+        returns its mass, which the executor gives back once the fingers have closed on it."""
+        mass = float(self.p.getDynamicsInfo(sim.body, -1)[0])
+        self.p.resetBasePositionAndOrientation(sim.body, pos, orn)
+        self.p.resetBaseVelocity(sim.body, [0, 0, 0], [0, 0, 0])
+        self.p.changeDynamics(sim.body, -1, mass=0.0)
+        return mass
 
     def pedestal(self, x: float, y: float) -> int:
         """A column under the robot's base when it stands off the table."""
@@ -135,17 +157,29 @@ class SceneBuilder:
 
     def _rest_on_bottom(self, sim: SimObject) -> None:
         """Lift or lower the body so its lowest point is 1 mm above the box's bottom: a shape that
-        pokes through its support (a tilted wall box, a mesh's rim) would be shot out of it."""
+        pokes through its support (a tilted wall box, a mesh's rim) would be shot out of it. An
+        object resting on the table whose measured box reaches into the table top (the
+        reconstruction's error on its bottom) stands on the top instead."""
         lo, _ = self.p.getAABB(sim.body)
         pos, orn = self.p.getBasePositionAndOrientation(sim.body)
         want = sim.obj.position[2] - sim.obj.size[2] / 2 + 0.001
+        x, y = sim.obj.position[:2]
+        if (
+            sim.obj.support == "table"
+            and not sim.obj.furniture
+            and self.table_rect is not None
+            and self.table_rect.contains(Rect.around(x, y, 0, 0))
+            and sim.obj.position[2] > 0.0  # its centre above the top: it stands there, pokes in
+        ):
+            want = max(want, 0.001)
         self.p.resetBasePositionAndOrientation(sim.body, [pos[0], pos[1], pos[2] + want - lo[2]], orn)
 
     # -- builders -----------------------------------------------------------------------------
 
     def _create(self, obj: SceneObject, col: int, vis: int, yaw: float) -> int:
         orn = self.p.getQuaternionFromEuler((0.0, 0.0, yaw))
-        return self.p.createMultiBody(_mass(obj), col, vis, list(obj.position), orn)
+        mass = 0.0 if obj.furniture else _mass(obj)  # furniture: a static obstacle on the floor
+        return self.p.createMultiBody(mass, col, vis, list(obj.position), orn)
 
     def _primitive(self, obj: SceneObject) -> SimObject:
         dx, dy, dz = obj.size

@@ -4,7 +4,11 @@ result.json: {"format": "tangram.sim/1", "engine", "mode" (direct|gui), "seed", 
 "robot": {"model", "base": [x, y, yaw], "mount"}, "objects": {id: {"class_name", "shape"}},
 "actions": [{"index", "action", "success", "reason", "checks", "sim_seconds", "wall_seconds"}],
 "success", "failure_reason", "final_poses": {id: {"position", "yaw", "tilt_deg", "aabb_min",
-"aabb_max"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
+"aabb_max"}}, "world_check": {"below_support": [{id, label, bottom_z, rested_z}], "floor" (a floor
+plane was built at the measured floor_z), "world_stood", "settling": {"tolerance_m", "moved" {id:
+metres}, "fixed" [ids held static where seen until grasped], "reasons"}},
+"graspability": {id: {"graspable", "reason", "narrowest_cm", "height_cm", "approaches",
+"finger_gap_cm"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
 parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes": [...], "timing"}.
 """
 
@@ -65,6 +69,7 @@ def simulate(
         )
         builder = SceneBuilder(client, work)
         table = builder.table(world)
+        floor = builder.floor(world)
         bx, by, byaw = world.robot_base
         mount = (
             "table top" if world.table_rect.contains(world.table_rect.around(bx, by, 0, 0)) else "pedestal"
@@ -86,7 +91,12 @@ def simulate(
 
         arm = PandaArm(client, (bx, by), byaw, 0.0, step)
         executor = Executor(client, world, sims, arm, table, initial_state(world), steps)
+        seen = {o: client.getBasePositionAndOrientation(s.body) for o, s in sims.items()}
+        seen_bottom = {o: float(client.getAABB(s.body)[0][2]) for o, s in sims.items()}
         executor.settle(max_steps=480)  # the scene graph's boxes rarely rest exactly: let them settle
+        executor.anchors, settling = _settling_check(client, builder, sims, seen)
+        if settling["fixed"]:
+            executor.settle(max_steps=240)
         executor.resync()  # and plan spots from where they came to rest
         camera = Camera(client, _workspace_centre(world), (bx, by), tuple(cfg.video_size))
         video_path = out_dir / "execution.mp4" if cfg.record_video else None
@@ -103,6 +113,9 @@ def simulate(
             if not outcome.success:
                 break
         report(len(actions), len(actions), "done")
+        moved = {a.object for a in actions if a.object is not None}
+        world_check = _world_check(client, sims, seen_bottom, moved, floor)
+        world_check["settling"] = settling
         return _result(
             world,
             plan,
@@ -116,12 +129,57 @@ def simulate(
             recorder,
             keyframes,
             time.perf_counter() - t_start,
+            world_check,
         )
     finally:
         if recorder is not None:
             recorder.close()
         client.disconnect()
         shutil.rmtree(work, ignore_errors=True)
+
+
+SETTLE_TOLERANCE = 0.02  # an object moving more than this while settling was not resting as seen
+BELOW_TOLERANCE = 0.03  # an object's bottom this far under where it rested has fallen
+
+
+def _settling_check(
+    client, builder: SceneBuilder, sims: dict, seen: dict
+) -> tuple[dict[int, float], dict[str, Any]]:
+    """Objects that moved more than 2 cm while settling are put back where they were seen and
+    held there static, never dropped (given their mass back when the robot grasps them); reported with how far
+    they went."""
+    moved: dict[str, float] = {}
+    fixed: list[int] = []
+    anchors: dict[int, float] = {}
+    for oid, sim in sorted(sims.items()):
+        pos, _ = client.getBasePositionAndOrientation(sim.body)
+        d = float(np.linalg.norm(np.subtract(pos, seen[oid][0])))
+        if d > SETTLE_TOLERANCE:
+            moved[str(oid)] = round(d, 4)
+            anchors[oid] = builder.fix_in_place(sim, *seen[oid])
+            fixed.append(oid)
+    return anchors, {
+        "tolerance_m": SETTLE_TOLERANCE,
+        "moved": moved,
+        "fixed": fixed,
+        "reasons": {
+            str(o): f"{sims[o].obj.label} moved {moved[str(o)] * 100:.1f} cm while settling (nothing held it "
+            "where it was seen); held in place there until grasped"
+            for o in fixed
+        },
+    }
+
+
+def _world_check(client, sims: dict, seen_bottom: dict, moved: set, floor: int | None) -> dict[str, Any]:
+    """After the plan: which objects ended below where they rested (their support), other than
+    the ones the plan moved, which must stay above the table top (or the floor)."""
+    below = []
+    for oid, sim in sorted(sims.items()):
+        bottom = float(client.getAABB(sim.body)[0][2])
+        ref = min(seen_bottom[oid], 0.0) if oid in moved else seen_bottom[oid]
+        if bottom < ref - BELOW_TOLERANCE:
+            below.append({"id": oid, "label": sim.obj.label, "bottom_z": round(bottom, 3), "rested_z": round(ref, 3)})
+    return {"below_support": below, "floor": floor is not None, "world_stood": not below}
 
 
 def _workspace_centre(world: World) -> tuple[float, float, float]:
@@ -173,9 +231,11 @@ def _result(
     recorder: Recorder,
     keyframes: list[str],
     seconds: float,
+    world_check: dict[str, Any],
 ) -> dict[str, Any]:
     failed = next((o for o in outcomes if not o.success), None)
-    done = len(outcomes) == len(actions) and failed is None
+    actions_done = len(outcomes) == len(actions) and failed is None
+    done = actions_done and world_check["world_stood"]
     sim_seconds = sum(o.sim_seconds for o in outcomes)
     return {
         "format": SIM_FORMAT,
@@ -198,7 +258,12 @@ def _result(
             f"action {failed.index + 1} {failed.action['action']}: {failed.reason}"
             if failed
             else "not all actions ran"
+            if not actions_done
+            else "objects ended below their support: "
+            + ", ".join(b["label"] for b in world_check["below_support"])
         ),
+        "world_check": world_check,
+        "graspability": {str(o): world.graspability(o) for o in sorted(world.objects)},
         "goal_satisfied": _goal_check(world, plan, executor),
         "final_poses": _final_poses(executor),
         "video": None

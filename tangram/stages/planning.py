@@ -1,11 +1,15 @@
 """Stage `planning`: scene graph + task in words -> planning/plan.json (validated action list).
 
 plan.json: {"format": "tangram.plan/1", "task", "task_source" (given|default), "goal" (parsed goal
-or null), "goal_error", "robot_base" [x, y, yaw], "planner" ("llm:<model>" | "offline:astar"),
+or null), "goal_error", "robot_base" [x, y, yaw], "robot_placement" {base, mount, distances_m,
+out_of_reach, reason}, "graspability" {id: {graspable, reason, narrowest_cm, height_cm,
+approaches, finger_gap_cm}}, "why_home" {label: reason} (default task "go home" only),
+"planner" ("llm:<model>" | "offline:astar"),
 "fallback_reason", "llm" {model, base_url, api_key_set, structured_output, attempts[{raw_reply,
 validation, ...}], error} | null, "raw_llm_reply", "offline" {algorithm, expansions, seconds} | null,
 "validation" {valid, errors, goal_satisfied, steps}, "actions": [{"action": ...}]}.
-The API key is never written: only whether one was set.
+A task that asks to move an ungraspable or out-of-reach object is refused (the stage fails with one
+sentence) before any simulation. The API key is never written: only whether one was set.
 """
 
 from __future__ import annotations

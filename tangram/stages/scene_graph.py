@@ -7,6 +7,7 @@ Reads reconstruction/objects.json, cameras.json and points.ply. Writes into `sce
   `tangram.geometry.relations` for the rules and thresholds: `on` the table needs contact with
   its top and a footprint over its extent; furniture, kind "furniture" in objects.json, stands on
   the floor and is never on the table).
+  Object nodes carry `graspable` and `grasp_reason` (the Panda's verdict from the measured size).
 - `scene_graph.graphml`: the same graph for Gephi/yEd/Cytoscape (lists as JSON strings).
 - `top_down.png`: the table seen from above with labelled objects and relations.
 - `scene.ply`: the sparse cloud plus one coloured box per object (MeshLab, Blender, CloudCompare).
@@ -17,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from tangram.errors import StageFailed
@@ -24,6 +26,7 @@ from tangram.fileio import read_json
 from tangram.geometry.export import read_ply_vertices, write_scene_ply
 from tangram.geometry.graph import build_graph, write_graphml, write_node_link
 from tangram.geometry.plots import plot_top_down
+from tangram.planning.world import world_from_scene_graph
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
 
 
@@ -34,6 +37,7 @@ def run(ctx: StageContext) -> StageOutcome:
     ctx.progress(0, 4, "relations")
     meta = {"scale": cameras.get("scale", {}), "objects_source": "reconstruction/objects.json"}
     graph = build_graph(objects, cameras.get("table", {}), cfg.near_factor, cfg.contact_tolerance, meta)
+    _annotate_graspability(graph)
     write_node_link(graph, ctx.out_dir / "scene_graph.json")
     write_graphml(graph, ctx.out_dir / "scene_graph.graphml")
     ctx.progress(1, 4, "top-down plot")
@@ -48,6 +52,16 @@ def run(ctx: StageContext) -> StageOutcome:
     return StageOutcome(
         "networkx", {"objects": len(objects), "edges": graph.number_of_edges(), "relations": counts}
     )
+
+
+def _annotate_graspability(graph) -> None:
+    """Each object node gets `graspable` and `grasp_reason`: the Panda's verdict from the measured
+    size and the neighbours (`tangram.planning.world.World.graspability`)."""
+    world = world_from_scene_graph(nx.node_link_data(graph, edges="edges"))
+    for oid in world.objects:
+        verdict = world.graspability(oid)
+        graph.nodes[oid]["graspable"] = verdict["graspable"]
+        graph.nodes[oid]["grasp_reason"] = verdict["reason"]
 
 
 def _read_reconstruction(rec_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:

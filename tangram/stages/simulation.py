@@ -5,7 +5,8 @@ Writes simulation/result.json (per-action success and checks, final object poses
 failure reason; format in tangram.sim.simulate), execution.mp4 and keyframes/NN.png (the scene
 before the first action and after each one). A plan whose execution fails still produces these
 files: the stage reports the failure in result.json and its summary rather than failing, so the
-video shows what went wrong.
+video shows what went wrong. Success needs every action's check and the world check: no object
+ended below where it rested (or, for the ones the plan moved, below the table top).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def run(ctx: StageContext) -> StageOutcome:
             "actions": len(plan.get("actions", [])),
             "failure_reason": result["failure_reason"],
             "wall_per_action_s": result["timing"]["wall_per_action"],
+            "world_stood": result["world_check"]["world_stood"],
+            "below_support": [b["label"] for b in result["world_check"]["below_support"]],
+            "held_in_place": len(result["world_check"]["settling"]["fixed"]),
         },
     )
 
