@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from pathlib import Path
 
 # .so soname -> Debian/Ubuntu package (from `dpkg -S` on a Debian 12 reference machine).
@@ -36,23 +37,17 @@ def xcb_plugin() -> Path | None:
 
 
 def missing_libraries(plugin: Path) -> list[str]:
-    """Sonames the plugin needs (DT_NEEDED, read with pyelftools if present) that fail to load."""
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.elffile import ELFFile
+    """Sonames the plugin cannot resolve: dlopen it (ctypes, no subprocess) and parse the error.
 
-    with plugin.open("rb") as f:
-        elf = ELFFile(f)
-        needed = [t.needed for s in elf.iter_sections() if isinstance(s, DynamicSection)
-                  for t in s.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
-    qt_lib = plugin.parents[2] / "lib"
-    missing = []
-    for name in needed:
-        local = qt_lib / name
-        try:
-            ctypes.CDLL(str(local) if local.exists() else name)
-        except OSError:
-            missing.append(name)
-    return missing
+    The dynamic loader stops at the first unresolvable DT_NEEDED entry, so this names one
+    library per call; installing it and rerunning names the next, if any.
+    """
+    try:
+        ctypes.CDLL(str(plugin), mode=os.RTLD_LAZY | os.RTLD_LOCAL)
+    except OSError as exc:
+        found = re.findall(r"([\w.+-]+\.so[\w.]*): cannot open shared object file", str(exc))
+        return found or [str(exc)]
+    return []
 
 
 def check() -> str | None:
