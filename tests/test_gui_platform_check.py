@@ -35,7 +35,8 @@ def test_unresolvable_dependency_is_named(tmp_path: Path, monkeypatch) -> None:
     copy.parent.mkdir(parents=True)
     copy.write_bytes(plugin.read_bytes())
     # fresh interpreter: this process may already hold the Qt libraries from another test
-    code = f"from gui import platform_check as p; print(repr(p.missing_libraries(__import__('pathlib').Path({str(copy)!r}))))"
+    code = ("from pathlib import Path; from gui import platform_check as p; "
+            f"print(repr(p.missing_libraries(Path({str(copy)!r}))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, check=True).stdout
     missing = eval(out)
