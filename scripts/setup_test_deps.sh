@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the tests start for real: OpenSSH server (Thunder tests) and Debian's chromium
-# (the HTML report tests drive it headless with Playwright's Python API; no browser download).
+# System packages the tests start for real: OpenSSH server (Thunder tests), Debian's chromium
+# (the HTML report tests drive it headless with Playwright's Python API; no browser download), and
+# Xvfb plus the libraries of Qt's xcb plugin (the GUI test on a real X display, via setup_gui.sh).
 set -euo pipefail
 
 apt_install() {  # apt_install COMMAND PACKAGE WHAT: install PACKAGE unless COMMAND exists
@@ -19,3 +20,6 @@ apt_install() {  # apt_install COMMAND PACKAGE WHAT: install PACKAGE unless COMM
 
 apt_install sshd openssh-server "Thunder tests"
 apt_install chromium chromium "HTML report browser tests"
+apt_install Xvfb xvfb "GUI test on a real X display"
+bash "$(dirname "${BASH_SOURCE[0]}")/setup_gui.sh" || \
+  echo "tangram test setup: Qt's xcb plugin libraries are missing; the xcb GUI test will fail" >&2

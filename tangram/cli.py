@@ -167,6 +167,11 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides=cli_overrides(args))
     setup_logging(config.run.log_level, secret_values(config))
     if args.gui:
+        from gui.platform_check import check
+
+        if (problem := check()) is not None:
+            print(problem, file=sys.stderr)
+            return 2
         from gui.app import run_gui
 
         return run_gui(config, input_path=args.input, name=args.name, thunder=args.thunder or None,
