@@ -37,7 +37,7 @@ from config import FleetHost, TangramConfig
 from tangram.errors import TangramError
 from tangram.fileio import read_json, write_json, write_text
 from tangram.fleet.cluster import FleetCluster, open_cluster
-from tangram.fleet.inputs import BatchInput, expand_inputs
+from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
 from tangram.fleet.metrics import BatchMetrics
 from tangram.fleet.tasks import InputBlob, InputRef, StageResult, existing_stage_result, run_stage_task
 from tangram.settings import public_dict
@@ -64,6 +64,11 @@ class BatchOptions:
     hosts: list[FleetHost] | None = None
     scheduler: str | None = None
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # the Prometheus endpoint's interface (loopback unless opened)
+    insecure: bool = False  # allow a plain tcp:// --scheduler that is not loopback
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     resume: bool = False
     force: list[str] = field(default_factory=list)
 
@@ -118,8 +123,7 @@ class BatchDriver:
         if opts.resume and not opts.name:
             raise TangramError("--resume needs --name BATCH (the batch to resume)")
         name = opts.name or f"batch-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        if "/" in name.strip("/") or name in (".", "..") or not name.strip():
-            raise TangramError(f"bad batch name {name!r}: one folder name under exports/")
+        safe_batch_name(name)
         self.batch_dir = self.exports / name
         previous = self._previous_batch()
         if opts.resume and previous is None:
@@ -180,11 +184,12 @@ class BatchDriver:
     def start_cluster(self) -> None:
         opts = self.options
         port = opts.metrics_port if opts.metrics_port is not None else self.config.fleet.metrics_port
-        self.cluster = open_cluster(self.config, workers=opts.workers, hosts=opts.hosts, scheduler=opts.scheduler)
+        self.cluster = open_cluster(self.config, workers=opts.workers, hosts=opts.hosts, scheduler=opts.scheduler,
+                                    insecure=opts.insecure, tls=(opts.tls_ca, opts.tls_cert, opts.tls_key))
         cluster = self.cluster
         self.metrics = BatchMetrics(self.batch["name"], cluster.kind, cluster.dask_metrics_url)
         if port is not None:
-            self.metrics.serve(port)
+            self.metrics.serve(port, opts.metrics_host)
         self.batch["cluster"] = {"kind": cluster.kind, "address": cluster.address, "workers": cluster.workers(),
                                  "dashboard": cluster.dashboard, "dask_metrics": cluster.dask_metrics_url,
                                  "metrics_port": self.metrics.port}
