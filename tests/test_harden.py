@@ -166,3 +166,44 @@ def test_collect_garbage_refuses_home_and_root(tmp_path: Path, monkeypatch: pyte
         with pytest.raises(ValueError, match="refusing to clean up"):
             collect_garbage(bad)
     assert (home / "Documents").is_dir()
+
+
+def test_resume_with_a_changed_list_keeps_names_and_old_entries(tmp_path: Path, yolo_weights: str) -> None:
+    from tangram.fileio import write_json
+    from tangram.fleet.driver import BATCH_FORMAT, BatchDriver, BatchOptions
+
+    a, b, gone = _touch(tmp_path, "a/clip.mp4", "b/clip.mp4", "g/gone.mp4")
+    exports = tmp_path / "exports"
+    batch = exports / "lab"
+    batch.mkdir(parents=True)
+    entry = {"status": "done", "reason": None, "seconds": 1.0, "cost_usd": 0.0, "stages": {}}
+    write_json(batch / "batch.json", {"format": BATCH_FORMAT, "name": "lab", "mode": "track", "inputs": [
+        {**entry, "input": str(a.resolve()), "name": "clip", "run_dir": "clip"},
+        {**entry, "input": str(gone.resolve()), "name": "gone", "run_dir": "gone"},
+        {**entry, "input": "/elsewhere/x.mp4", "name": "../../evil", "run_dir": "x"}]})
+    gone.unlink()
+    from tangram.settings import load_config
+
+    config = load_config(env={}, overrides={"run": {"exports_dir": str(exports)},
+                                            "tracking": {"weights": yolo_weights}})
+    # the batch's own list: the deleted input fails alone, the rest go on
+    driver = BatchDriver(config, BatchOptions(inputs=[], name="lab", mode="track", resume=True))
+    driver.prepare()
+    try:
+        entries = {e["input"]: e for e in driver.batch["inputs"]}
+        assert entries[str(a.resolve())]["name"] == "clip"
+        assert entries[str(gone.resolve())]["status"] == "failed"
+        assert "input not found" in entries[str(gone.resolve())]["reason"]
+    finally:
+        driver._batch_lock.close()
+    # a changed list: a.mp4 keeps its folder although b/clip.mp4 now shares its stem; old entries stay
+    driver = BatchDriver(config, BatchOptions(inputs=[str(b), str(a)], name="lab", mode="track", resume=True))
+    driver.prepare()
+    try:
+        names = {e["input"]: e["name"] for e in driver.batch["inputs"]}
+        assert names[str(a.resolve())] == "clip"
+        assert names[str(b.resolve())] not in ("clip", "") and names[str(b.resolve())].startswith("clip-")
+        assert str(gone.resolve()) in names and "/elsewhere/x.mp4" in names  # kept as they were
+        assert all(s.run_dir.parent == batch for s in driver.states)
+    finally:
+        driver._batch_lock.close()

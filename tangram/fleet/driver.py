@@ -136,8 +136,13 @@ class BatchDriver:
         unknown = set(opts.force) - {"all", *MODES.values()}
         if unknown:
             raise TangramError(f"--force names unknown stage(s): {', '.join(sorted(unknown))}")
-        found = expand_inputs(inputs)
-        if not found:
+        missing: list[str] = []
+        if previous and not opts.inputs:  # a resume of the batch's own list: a deleted input fails alone
+            missing = [i for i in inputs if not Path(i).expanduser().exists()]
+            inputs = [i for i in inputs if i not in missing]
+        found = expand_inputs(inputs) if inputs else []
+        found = _keep_previous_names(found, previous)
+        if not found and not missing:
             raise TangramError("no inputs: give videos, image folders, folders of videos or a list file")
         from tangram.runner import stages_until
 
@@ -156,6 +161,23 @@ class BatchDriver:
         except TangramError:
             raise TangramError(f"another batch is running in {self.batch_dir}") from None
         self.states = [self._new_state(inp) for inp in found]
+        kept: list[dict[str, Any]] = []
+        if previous:  # entries of inputs not in this session's list stay in batch.json, as they were
+            now = {str(inp.path) for inp in found}
+            before = {e.get("input") for e in previous.get("inputs") or [] if isinstance(e, dict)}
+            for entry in previous.get("inputs") or []:
+                if not isinstance(entry, dict) or entry.get("input") in now:
+                    continue
+                if entry.get("input") in missing:
+                    entry = {**entry, "status": "failed", "reason": f"input not found: {entry.get('input')}"}
+                kept.append(entry)
+            added = sorted(now - before)
+            absent = sorted(str(e.get("input")) for e in kept)
+            if added:
+                log.info("fleet: resume adds %d input(s): %s", len(added), ", ".join(added))
+            if absent:
+                log.info("fleet: %d earlier input(s) not in this list or missing, kept as they were: %s",
+                         len(absent), ", ".join(absent))
         self.batch = {
             "format": BATCH_FORMAT, "name": name, "mode": mode, "started_at": now_iso(), "finished_at": None,
             "first_started_at": (previous or {}).get("first_started_at") or (previous or {}).get("started_at")
@@ -163,7 +185,7 @@ class BatchDriver:
             "sessions": int((previous or {}).get("sessions", 0)) + 1,
             "status": "running", "stages": self.stage_names,
             "cluster": {"kind": None, "address": "", "workers": [], "dashboard": None},
-            "inputs": [s.entry for s in self.states], "totals": {}, "metrics": {},
+            "inputs": [s.entry for s in self.states] + kept, "totals": {}, "metrics": {},
         }
 
     def _previous_batch(self) -> dict[str, Any] | None:
@@ -562,6 +584,31 @@ class BatchDriver:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _keep_previous_names(found: list[BatchInput], previous: dict[str, Any] | None) -> list[BatchInput]:
+    """On a resume an input keeps the run folder it had; a new input whose name an earlier input
+    holds gets a hashed one (so a changed list never moves or shares a folder)."""
+    if not previous:
+        return found
+    import hashlib
+
+    old = {e.get("input"): e.get("name") for e in previous.get("inputs") or [] if isinstance(e, dict)}
+    taken = {str(n).casefold() for n in old.values() if n}
+    out = []
+    for inp in found:
+        name = old.get(str(inp.path))  # an earlier input keeps its folder
+        try:  # batch.json is a file from outside: a plain folder name only
+            name = safe_batch_name(name) if isinstance(name, str) else None
+        except TangramError:
+            name = None
+        if not name:
+            name = inp.name
+            if name.casefold() in taken:
+                name = f"{name}-{hashlib.sha256(str(inp.path).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
+        taken.add(name.casefold())
+        out.append(BatchInput(inp.path, name))
+    return out
 
 
 def _nbytes(path: Path) -> int:
