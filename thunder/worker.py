@@ -327,8 +327,9 @@ def collect_garbage(data_dir: Path, keep: str = "", older_than: float = 86400.0)
         raise ValueError(f"refusing to clean up {data_dir}: remote_data_dir must be a folder of its own "
                          "(e.g. ~/tangram_data), not / or the home folder")
     cutoff, removed = time.time() - older_than, []
+    kept = {keep, str(Path(keep).resolve())} if keep else set()
     for entry in sorted(resolved.iterdir()) if resolved.is_dir() else []:
-        if entry.name == "jobs" or str(entry) == keep or entry.is_symlink() or not entry.is_dir():
+        if entry.name == "jobs" or str(entry) in kept or entry.is_symlink() or not entry.is_dir():
             continue
         if scratch_token(entry) is None or entry.stat().st_mtime >= cutoff:
             continue
