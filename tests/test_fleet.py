@@ -66,7 +66,7 @@ def test_batch_json_and_run_folders(local_batch: dict) -> None:
     assert data["format"] == "tangram.batch/1" and data["name"] == "b1" and data["status"] == "failed"
     assert data["finished_at"] and data["started_at"]
     cluster = data["cluster"]
-    assert cluster["kind"] == "local" and cluster["address"].startswith("tcp://127.0.0.1:")
+    assert cluster["kind"] == "local" and cluster["address"].startswith("tls://127.0.0.1:")
     assert len(cluster["workers"]) == 2 and all(w["nthreads"] == 1 for w in cluster["workers"])
     assert cluster["dashboard"] and cluster["dask_metrics"].endswith("/metrics")
     by_name = {e["name"]: e for e in data["inputs"]}

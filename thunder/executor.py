@@ -52,6 +52,7 @@ from thunder.errors import (
 )
 from thunder.scorer import Decision, Scorer, update_host_throughput
 from thunder.thunder_client import ThunderClient, check_configured, host_label
+from thunder.worker import SCRATCH_MARKER
 
 log = logging.getLogger("thunder")
 
@@ -125,8 +126,11 @@ class ThunderSession:
         if self.root is None:
             client = self.client()
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name).strip("._")[:40] or "run"
-            root = f"{client.expand(self.cfg.remote_data_dir).rstrip('/')}/{safe}-{secrets.token_hex(4)}"
+            token = secrets.token_hex(8)
+            root = f"{client.expand(self.cfg.remote_data_dir).rstrip('/')}/{safe}-{token}"
             client.makedirs(root)
+            with client.sftp.open(f"{root}/{SCRATCH_MARKER}", "w") as fh:  # only marked folders are swept
+                fh.write(f"tangram scratch {token}\n")
             self.root = root
             self.gc_pending = True  # the first worker of the run also sweeps stale scratch folders
         return self.root

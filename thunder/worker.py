@@ -21,6 +21,7 @@ import errno
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -135,8 +136,11 @@ def cmd_run_stage(args: argparse.Namespace) -> int:
     emitter.emit("start", pid=os.getpid(), host=socket.gethostname(), python=sys.version.split()[0])
     try:
         if args.gc:
-            for path in collect_garbage(Path(args.gc), args.keep):
-                log.info("removed stale scratch folder %s", path)
+            try:
+                for path in collect_garbage(Path(args.gc), args.keep):
+                    log.info("removed stale scratch folder %s", path)
+            except ValueError as exc:  # a bad remote_data_dir: no sweep, the stage itself still runs
+                log.warning("%s", exc)
         for path, digest in args.verify:
             if file_fingerprint(path) != digest:
                 raise ValueError(f"upload of {path} arrived corrupted (checksum mismatch)")
@@ -292,15 +296,45 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
     return 0
 
 
+SCRATCH_MARKER = ".tangram-scratch"  # written by the client into every run scratch folder it creates
+_SCRATCH_NAME = re.compile(r"^[A-Za-z0-9_.-]+-(?P<token>[0-9a-f]{8,64})$")
+
+
+def scratch_token(folder: Path) -> str | None:
+    """The token of a run scratch folder TANGRAM made (`<run>-<token>/` holding a marker file whose
+    content is the same token), else None: nothing else is ever ours to delete."""
+    match = _SCRATCH_NAME.match(folder.name)
+    marker = folder / SCRATCH_MARKER
+    if match is None or folder.is_symlink() or marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        content = marker.read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return match["token"] if content == f"tangram scratch {match['token']}" else None
+
+
 def collect_garbage(data_dir: Path, keep: str = "", older_than: float = 86400.0) -> list[str]:
-    """Remove run scratch folders a dead client left under data_dir (not jobs/, not `keep`)."""
+    """Remove run scratch folders a dead client left under data_dir: only folders TANGRAM created
+    and marked (see scratch_token), older than `older_than`, never `keep`, never jobs/. A data_dir
+    that is `/`, the home folder itself or above it is refused with ValueError (a bad
+    remote_data_dir setting must not sweep the user's folders)."""
     import shutil
 
+    resolved = data_dir.expanduser().resolve()
+    home = Path.home().resolve()
+    if str(data_dir).strip() in ("", "~", "/") or resolved == Path("/") or resolved == home or resolved in home.parents:
+        raise ValueError(f"refusing to clean up {data_dir}: remote_data_dir must be a folder of its own "
+                         "(e.g. ~/tangram_data), not / or the home folder")
     cutoff, removed = time.time() - older_than, []
-    for entry in data_dir.iterdir() if data_dir.is_dir() else []:
-        if entry.is_dir() and entry.name != "jobs" and str(entry) != keep and entry.stat().st_mtime < cutoff:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(str(entry))
+    kept = {keep, str(Path(keep).resolve())} if keep else set()
+    for entry in sorted(resolved.iterdir()) if resolved.is_dir() else []:
+        if entry.name == "jobs" or str(entry) in kept or entry.is_symlink() or not entry.is_dir():
+            continue
+        if scratch_token(entry) is None or entry.stat().st_mtime >= cutoff:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(str(entry))
     return removed
 
 

@@ -33,8 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     hosts = p.add_mutually_exclusive_group()
     hosts.add_argument("--hosts", nargs="+", metavar="HOST", help="SSH hosts (the first also runs the scheduler)")
     hosts.add_argument("--hosts-file", type=Path, help="file with one host per line")
-    hosts.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    hosts.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tls://10.0.0.5:8786")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="interface for the metrics endpoint (default 127.0.0.1; 0.0.0.0 opens it to the network)")
+    p.add_argument("--tls-ca", help="CA certificate for a tls:// --scheduler")
+    p.add_argument("--tls-cert", help="client certificate for a tls:// --scheduler")
+    p.add_argument("--tls-key", help="client key for a tls:// --scheduler")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a plain tcp:// --scheduler that is not on loopback (no encryption, no authentication)")
     p.add_argument("--resume", action="store_true",
                    help="resume the batch --name (its inputs and mode when none are given)")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
@@ -96,6 +103,8 @@ def _batch(args: argparse.Namespace) -> int:
         hosts = read_hosts_file(args.hosts_file, config)
     options = BatchOptions(inputs=list(args.inputs), name=args.name, mode=args.mode, workers=args.workers,
                            hosts=hosts, scheduler=args.scheduler, metrics_port=args.metrics_port,
+                           metrics_host=args.metrics_host, insecure=args.insecure, tls_ca=args.tls_ca,
+                           tls_cert=args.tls_cert, tls_key=args.tls_key,
                            resume=args.resume, force=list(args.force))
     driver = BatchDriver(config, options)
     with sigterm_as_interrupt():

@@ -10,8 +10,12 @@
   gets TANGRAM's worker venv from `tangram thunder setup` (`thunder.bootstrap.ensure_worker`), whose
   python then runs the Dask processes. asyncssh then connects with the same known_hosts file, key,
   user and port: no key is ever accepted silently.
-- `--scheduler tcp://HOST:PORT`: a Dask cluster the user runs (Kubernetes, HPC, dask-ssh...); it
-  must answer within fleet.connect_timeout_s and have at least one worker.
+- `--scheduler tls://HOST:PORT`: a Dask cluster the user runs (Kubernetes, HPC, dask-ssh...); it
+  must answer within fleet.connect_timeout_s and have at least one worker. tls:// uses the user's
+  certificates (--tls-ca/--tls-cert/--tls-key or Dask's config); a tcp:// address that is not
+  loopback is refused unless --insecure.
+- A LocalCluster runs TLS with a per-batch in-memory certificate (`Security.temporary()`), bound
+  to 127.0.0.1, dashboard on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -205,6 +209,39 @@ def local_gpu_count() -> int:
     return 0
 
 
+def batch_security() -> Any:
+    """TLS with mutual authentication for a cluster this batch starts: `Security.temporary()`
+    makes a fresh self-signed key and certificate (the `cryptography` package, pinned) that live
+    only in this process's memory and in the processes it starts: nothing is written to disk where
+    another user could read it, and a peer without that certificate is refused at the handshake."""
+    from distributed.security import Security
+
+    return Security.temporary()
+
+
+def user_security(address: str, tls_ca: str | None = None, tls_cert: str | None = None,
+                  tls_key: str | None = None) -> Any:
+    """The Security for `--scheduler ADDRESS`: for tls:// the user's CA/certificate/key (options,
+    else Dask's own config `distributed.comm.tls.*`); for a plain tcp:// address, None."""
+    from distributed.security import Security
+
+    if not address.startswith("tls://"):
+        if tls_ca or tls_cert or tls_key:
+            raise TangramError("--tls-ca/--tls-cert/--tls-key need a tls:// scheduler address")
+        return None
+    for label, path in (("--tls-ca", tls_ca), ("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path and not Path(path).expanduser().is_file():
+            raise TangramError(f"{label} file not found: {path}")
+    if tls_ca or tls_cert or tls_key:
+        if not (tls_ca and tls_cert):
+            raise TangramError("a tls:// scheduler needs --tls-ca and --tls-cert (and --tls-key unless the "
+                               "certificate file holds the key)")
+        ca, cert = str(Path(tls_ca).expanduser()), str(Path(tls_cert).expanduser())
+        key = str(Path(tls_key).expanduser()) if tls_key else None
+        return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+    return Security(require_encryption=True)  # Dask's config (distributed.comm.tls.*)
+
+
 def start_local(config: TangramConfig, workers: int | None) -> FleetCluster:
     from distributed import Client, LocalCluster
 
@@ -216,21 +253,33 @@ def start_local(config: TangramConfig, workers: int | None) -> FleetCluster:
         kwargs["resources"] = {"GPU": 1}
         kwargs["env"] = {GPU_SHARE_ENV: str(n)}
     dashboard = f"127.0.0.1:{fleet.dashboard_port}" if fleet.dashboard_port is not None else None
+    security = batch_security()
     cluster = LocalCluster(n_workers=n, threads_per_worker=fleet.threads_per_worker, processes=True,
                            host="127.0.0.1", dashboard_address=dashboard, memory_limit=fleet.memory_limit,
-                           silence_logs=logging.WARNING, **kwargs)
-    client = Client(cluster, timeout=fleet.connect_timeout_s)
+                           silence_logs=logging.WARNING, protocol="tls://", security=security, **kwargs)
+    client = Client(cluster, timeout=fleet.connect_timeout_s, security=security)
     log.info("fleet: LocalCluster with %d worker(s) at %s", n, cluster.scheduler_address)
     return FleetCluster("local", client, cluster, ships_input=False,
                         local_price_per_hour=fleet.local_price_per_hour)
 
 
-def connect_scheduler(config: TangramConfig, address: str) -> FleetCluster:
+def connect_scheduler(config: TangramConfig, address: str, insecure: bool = False,
+                      tls: tuple[str | None, str | None, str | None] = (None, None, None)) -> FleetCluster:
     from distributed import Client
 
     timeout = config.fleet.connect_timeout_s
+    security = user_security(address, *tls)
+    if security is None:
+        host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        if not _is_loopback(host):
+            if not insecure:
+                raise TangramError(f"scheduler {address} is not loopback and not tls://: anyone on the network "
+                                   "could read the inputs and run code on the workers; use a tls:// address "
+                                   "(--tls-ca/--tls-cert/--tls-key) or pass --insecure")
+            log.warning("fleet: connecting to %s without TLS (--insecure): traffic is in clear and "
+                        "unauthenticated", address)
     try:
-        client = Client(address, timeout=timeout)
+        client = Client(address, timeout=timeout, security=security)
     except (OSError, TimeoutError) as exc:
         raise TangramError(f"Dask scheduler {address} does not answer: {exc}".splitlines()[0]) from None
     except ValueError as exc:
@@ -295,7 +344,7 @@ def start_ssh(config: TangramConfig, hosts: list[FleetHost]) -> FleetCluster:
         log.info("fleet: %s ready (%s, %d GPU)", spec.label, python, gpus)
     first = specs[0]
     scheduler_kwargs: dict[str, Any] = {"port": fleet.scheduler_port,
-                                        "dashboard_address": f":{fleet.dashboard_port}"
+                                        "dashboard_address": f"127.0.0.1:{fleet.dashboard_port}"
                                         if fleet.dashboard_port is not None else None}
     if _is_loopback(first.address):
         scheduler_kwargs["host"] = first.address
@@ -338,14 +387,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 def open_cluster(config: TangramConfig, workers: int | None = None, hosts: list[FleetHost] | None = None,
-                 scheduler: str | None = None) -> FleetCluster:
+                 scheduler: str | None = None, insecure: bool = False,
+                 tls: tuple[str | None, str | None, str | None] = (None, None, None)) -> FleetCluster:
     """The cluster for a batch; TangramError (exit 2) for bad settings, before anything starts."""
     scheduler = scheduler or config.fleet.scheduler
     hosts = hosts if hosts is not None else list(config.fleet.hosts)
     if scheduler and hosts:
         raise TangramError("give either --scheduler or hosts, not both")
     if scheduler:
-        return connect_scheduler(config, scheduler)
+        return connect_scheduler(config, scheduler, insecure=insecure, tls=tls)
     if hosts:
         return start_ssh(config, hosts)
     return start_local(config, workers)

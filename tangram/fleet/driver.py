@@ -37,7 +37,7 @@ from config import FleetHost, TangramConfig
 from tangram.errors import TangramError
 from tangram.fileio import read_json, write_json, write_text
 from tangram.fleet.cluster import FleetCluster, open_cluster
-from tangram.fleet.inputs import BatchInput, expand_inputs
+from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
 from tangram.fleet.metrics import BatchMetrics
 from tangram.fleet.tasks import InputBlob, InputRef, StageResult, existing_stage_result, run_stage_task
 from tangram.settings import public_dict
@@ -64,6 +64,11 @@ class BatchOptions:
     hosts: list[FleetHost] | None = None
     scheduler: str | None = None
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # the Prometheus endpoint's interface (loopback unless opened)
+    insecure: bool = False  # allow a plain tcp:// --scheduler that is not loopback
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     resume: bool = False
     force: list[str] = field(default_factory=list)
 
@@ -118,8 +123,7 @@ class BatchDriver:
         if opts.resume and not opts.name:
             raise TangramError("--resume needs --name BATCH (the batch to resume)")
         name = opts.name or f"batch-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        if "/" in name.strip("/") or name in (".", "..") or not name.strip():
-            raise TangramError(f"bad batch name {name!r}: one folder name under exports/")
+        safe_batch_name(name)
         self.batch_dir = self.exports / name
         previous = self._previous_batch()
         if opts.resume and previous is None:
@@ -132,8 +136,13 @@ class BatchDriver:
         unknown = set(opts.force) - {"all", *MODES.values()}
         if unknown:
             raise TangramError(f"--force names unknown stage(s): {', '.join(sorted(unknown))}")
-        found = expand_inputs(inputs)
-        if not found:
+        missing: list[str] = []
+        if previous and not opts.inputs:  # a resume of the batch's own list: a deleted input fails alone
+            missing = [i for i in inputs if not Path(i).expanduser().exists()]
+            inputs = [i for i in inputs if i not in missing]
+        found = expand_inputs(inputs) if inputs else []
+        found = _keep_previous_names(found, previous)
+        if not found and not missing:
             raise TangramError("no inputs: give videos, image folders, folders of videos or a list file")
         from tangram.runner import stages_until
 
@@ -152,6 +161,23 @@ class BatchDriver:
         except TangramError:
             raise TangramError(f"another batch is running in {self.batch_dir}") from None
         self.states = [self._new_state(inp) for inp in found]
+        kept: list[dict[str, Any]] = []
+        if previous:  # entries of inputs not in this session's list stay in batch.json, as they were
+            now = {str(inp.path) for inp in found}
+            before = {e.get("input") for e in previous.get("inputs") or [] if isinstance(e, dict)}
+            for entry in previous.get("inputs") or []:
+                if not isinstance(entry, dict) or entry.get("input") in now:
+                    continue
+                if entry.get("input") in missing:
+                    entry = {**entry, "status": "failed", "reason": f"input not found: {entry.get('input')}"}
+                kept.append(entry)
+            added = sorted(now - before)
+            absent = sorted(str(e.get("input")) for e in kept)
+            if added:
+                log.info("fleet: resume adds %d input(s): %s", len(added), ", ".join(added))
+            if absent:
+                log.info("fleet: %d earlier input(s) not in this list or missing, kept as they were: %s",
+                         len(absent), ", ".join(absent))
         self.batch = {
             "format": BATCH_FORMAT, "name": name, "mode": mode, "started_at": now_iso(), "finished_at": None,
             "first_started_at": (previous or {}).get("first_started_at") or (previous or {}).get("started_at")
@@ -159,7 +185,7 @@ class BatchDriver:
             "sessions": int((previous or {}).get("sessions", 0)) + 1,
             "status": "running", "stages": self.stage_names,
             "cluster": {"kind": None, "address": "", "workers": [], "dashboard": None},
-            "inputs": [s.entry for s in self.states], "totals": {}, "metrics": {},
+            "inputs": [s.entry for s in self.states] + kept, "totals": {}, "metrics": {},
         }
 
     def _previous_batch(self) -> dict[str, Any] | None:
@@ -180,11 +206,12 @@ class BatchDriver:
     def start_cluster(self) -> None:
         opts = self.options
         port = opts.metrics_port if opts.metrics_port is not None else self.config.fleet.metrics_port
-        self.cluster = open_cluster(self.config, workers=opts.workers, hosts=opts.hosts, scheduler=opts.scheduler)
+        self.cluster = open_cluster(self.config, workers=opts.workers, hosts=opts.hosts, scheduler=opts.scheduler,
+                                    insecure=opts.insecure, tls=(opts.tls_ca, opts.tls_cert, opts.tls_key))
         cluster = self.cluster
         self.metrics = BatchMetrics(self.batch["name"], cluster.kind, cluster.dask_metrics_url)
         if port is not None:
-            self.metrics.serve(port)
+            self.metrics.serve(port, opts.metrics_host)
         self.batch["cluster"] = {"kind": cluster.kind, "address": cluster.address, "workers": cluster.workers(),
                                  "dashboard": cluster.dashboard, "dask_metrics": cluster.dask_metrics_url,
                                  "metrics_port": self.metrics.port}
@@ -557,6 +584,31 @@ class BatchDriver:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _keep_previous_names(found: list[BatchInput], previous: dict[str, Any] | None) -> list[BatchInput]:
+    """On a resume an input keeps the run folder it had; a new input whose name an earlier input
+    holds gets a hashed one (so a changed list never moves or shares a folder)."""
+    if not previous:
+        return found
+    import hashlib
+
+    old = {e.get("input"): e.get("name") for e in previous.get("inputs") or [] if isinstance(e, dict)}
+    taken = {str(n).casefold() for n in old.values() if n}
+    out = []
+    for inp in found:
+        name = old.get(str(inp.path))  # an earlier input keeps its folder
+        try:  # batch.json is a file from outside: a plain folder name only
+            name = safe_batch_name(name) if isinstance(name, str) else None
+        except TangramError:
+            name = None
+        if not name:
+            name = inp.name
+            if name.casefold() in taken:
+                name = f"{name}-{hashlib.sha256(str(inp.path).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
+        taken.add(name.casefold())
+        out.append(BatchInput(inp.path, name))
+    return out
 
 
 def _nbytes(path: Path) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,16 +63,44 @@ def _expand(path: Path, depth: int) -> list[Path]:
 
 
 def run_name(path: Path) -> str:
+    """A readable folder name for one input: its stem with anything but letters (any script), digits,
+    `_`, `.` and `-` made `_` (so `café.mp4` stays `café`, not `input`); NFC-normalised."""
     stem = path.stem if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES else path.name
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "input"
+    stem = unicodedata.normalize("NFC", stem)
+    return re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:80] or "input"
+
+
+def safe_batch_name(name: str) -> str:
+    """`name` if it is one plain folder name (the batch lands at exports/NAME), else a TangramError."""
+    if (not name or name != name.strip() or name in (".", "..") or "/" in name or "\\" in name
+            or "\0" in name or name.startswith("-") or Path(name).is_absolute() or len(name) > 120):
+        raise TangramError(f"bad batch name {name!r}: give one plain folder name (no '/', '..' or leading '-')")
+    return name
+
+
+def _hashed(base: str, path: Path, digits: int) -> str:
+    return f"{base}-{hashlib.sha256(str(path).encode('utf-8', 'surrogateescape')).hexdigest()[:digits]}"
 
 
 def _named(paths: list[Path]) -> list[BatchInput]:
-    counts: dict[str, int] = {}
-    out = []
-    for path in paths:
-        base = run_name(path)
-        n = counts.get(base, 0)
-        counts[base] = n + 1
-        out.append(BatchInput(path, base if n == 0 else f"{base}-{n + 1}"))
-    return out
+    """Unique names that do not depend on the order of the inputs: an input whose readable name no
+    other input shares keeps it; inputs sharing one get `-<hash of the resolved path>`; the result
+    is checked against every other name (a stem may itself look like `clip-2` or `clip-1a2b3c4d`)
+    and the hash made longer until no two names meet (case-insensitively, for such file systems)."""
+    bases = {path: run_name(path) for path in paths}
+    groups: dict[str, list[Path]] = {}
+    for path, base in bases.items():
+        groups.setdefault(base.casefold(), []).append(path)
+    digits = 8
+    while True:
+        names = {path: base if len(groups[base.casefold()]) == 1 else _hashed(base, path, digits)
+                 for path, base in bases.items()}
+        folded = [n.casefold() for n in names.values()]
+        if len(set(folded)) == len(folded) or digits >= 64:
+            break
+        digits += 4
+    clashing = {n for n in folded if folded.count(n) > 1}
+    if clashing:  # only two paths with one SHA-256; here for completeness
+        names = {path: _hashed(names[path], path, 64) if names[path].casefold() in clashing else names[path]
+                 for path in paths}
+    return [BatchInput(path, names[path]) for path in paths]

@@ -52,12 +52,13 @@ class BatchMetrics:
         self._server: Any = None
         self.port: int | None = None
 
-    def serve(self, port: int) -> int:
-        """Start the HTTP endpoint (port 0: a free one); returns the port."""
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Start the HTTP endpoint on `host` (loopback unless the user opens it; port 0: a free
+        one); returns the port. The log line names the address actually bound."""
         from prometheus_client import start_http_server
 
         try:
-            started = start_http_server(port, addr="0.0.0.0", registry=self.registry)
+            started = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
             from tangram.errors import TangramError
 
@@ -65,7 +66,9 @@ class BatchMetrics:
         server = started[0] if isinstance(started, tuple) else None
         self._server = server
         self.port = server.server_port if server is not None else port
-        log.info("fleet: Prometheus metrics on http://127.0.0.1:%d/metrics", self.port)
+        bound = server.server_address[0] if server is not None else host
+        shown = f"[{bound}]" if ":" in str(bound) else bound
+        log.info("fleet: Prometheus metrics on http://%s:%d/metrics", shown, self.port)
         return self.port
 
     def stop(self) -> None:

@@ -32,7 +32,18 @@ def _spec(fig: go.Figure) -> str:
                       plot_bgcolor="white")
     spec = json.loads(pio.to_json(fig, validate=True))
     spec["config"] = CONFIG
-    return json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")
+    return script_json(spec)
+
+
+def script_json(value: object) -> str:
+    """JSON that stays data inside any HTML <script> element: `<`, `>` and `&` become \\u escapes
+    (so no `</script>`, `<!--` or `<script` sequence can reach the HTML parser's script-data rules);
+    U+2028/U+2029 too, for older JavaScript parsers. JSON.parse gives back the same value."""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    for char, code in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                       ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, code)
+    return text
 
 
 def class_colours(classes: list[str]) -> dict[str, str]:
@@ -111,6 +122,7 @@ def track_timeline(tracks: dict[str, Any], objects: dict[int, dict[str, Any]]) -
         members = [m for m in (info.get(str(t)) or {}).get("members") or [] if m != t]
         if members:  # a newer tracks.json: raw tracker fragments stitched into this track
             conf_text += f", stitched from raw tracks {', '.join(str(m) for m in [t, *members])}"
+        conf_text = escape(conf_text)  # members come from tracks.json: data from outside
         in_3d = t in objects
         if i % 2:
             parts.append(f'<rect x="0" y="{y}" width="{width}" height="{row}" fill="#f9fafb"/>')
