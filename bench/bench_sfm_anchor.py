@@ -45,17 +45,20 @@ def plain_pycolmap(video: Path, every: int, work: Path) -> dict:
         name = f"frame_{index:06d}.png"
         cv2.imwrite(str(images / name), frame)
         names[name] = index
-    started = time.perf_counter()
     db = work / "database.db"
+    t0 = time.perf_counter()
     pycolmap.extract_features(db, images, camera_mode=pycolmap.CameraMode.SINGLE)
+    t1 = time.perf_counter()
     pycolmap.match_sequential(db)
+    t2 = time.perf_counter()
     models = pycolmap.incremental_mapping(db, images, work / "sparse")
-    seconds = time.perf_counter() - started
+    t3 = time.perf_counter()
+    seconds, timings = t3 - t0, {"extract": t1 - t0, "match": t2 - t1, "map": t3 - t2}
     rec = max(models.values(), key=lambda r: r.num_reg_images()) if models else None
     from tangram.geometry import sfm
 
     poses = {} if rec is None else {names[im.name]: sfm.world_from_camera(im) for im in sfm.registered_images(rec)}
-    return {"frames": len(names), "registered": len(poses), "seconds": seconds, "poses": poses}
+    return {"frames": len(names), "registered": len(poses), "seconds": seconds, "poses": poses, "timings": timings}
 
 
 def tangram_stage(video: Path, work: Path) -> dict:
@@ -76,7 +79,7 @@ def tangram_stage(video: Path, work: Path) -> dict:
     stats = read_json(result.run_dir / "reconstruction" / "stats.json")
     poses = {f["frame_index"]: np.array(f["world_from_camera"]) for f in cams["frames"]}
     return {"frames": stats.get("frames_selected"), "registered": len(poses), "seconds": float(record["seconds"]),
-            "poses": poses, "focal": cams["intrinsics"]["fx"]}
+            "poses": poses, "focal": cams["intrinsics"]["fx"], "timings": stats.get("timings_s", {})}
 
 
 def main() -> None:
@@ -94,7 +97,8 @@ def main() -> None:
     for label, r in rows.items():
         err = camera_centre_errors(r["poses"], {f: truth[f] for f in r["poses"]}) if len(r["poses"]) >= 3 else None
         r["rms"] = err["rmse_m"] * 100 if err else float("nan")
-        print(f"{label:16} {r['frames']!s:>7} {r['registered']:>10} {r['rms']:>7.2f} {r['seconds']:>8.1f}"
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in r.get("timings", {}).items())
+        print(f"{label:16} {r['frames']!s:>7} {r['registered']:>10} {r['rms']:>7.2f} {r['seconds']:>8.1f}  {steps}"
               + (f"  ({r['reason']})" if r.get("reason") else ""))
     a, b = rows["TANGRAM stage"], rows["plain pycolmap"]
     print(f"ratios TANGRAM / plain: RMS {a['rms'] / b['rms']:.2f} (target <= 1), "
