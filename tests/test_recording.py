@@ -50,12 +50,12 @@ def _rrd(path: Path) -> tuple[dict[str, dict[str, list]], dict[str, list[int]]]:
     components: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     frames: dict[str, list[int]] = defaultdict(list)
     for chunk in RrdReader(path).stream():
-        data = chunk.to_record_batch().to_pydict()
-        for name, values in data.items():
+        batch = chunk.to_record_batch()
+        for name in batch.schema.names:  # not log_time: wall clock, and not convertible without pandas
             if name == "frame":
-                frames[chunk.entity_path] += values
+                frames[chunk.entity_path] += batch.column(name).to_pylist()
             elif ":" in name:
-                components[chunk.entity_path][name] += values
+                components[chunk.entity_path][name] += batch.column(name).to_pylist()
     return components, frames
 
 
