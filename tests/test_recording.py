@@ -199,3 +199,26 @@ def test_cli_export_writes_both_files(plan_run: Path) -> None:
                               capture_output=True, text=True, timeout=300, cwd=plan_run)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == str(plan_run / name) and (plan_run / name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_mcap_goes_into_the_simulation_folder_of_a_simulated_run(plan_run: Path, tmp_path: Path,
+                                                                   yolo_weights: str) -> None:
+    """The cached run, copied, resumed through a real pybullet simulation (no video, to stay cheap)."""
+    from tangram.runner import Pipeline, default_input
+    from tangram.settings import load_config
+
+    exports = Path(shutil.copytree(plan_run.parent, tmp_path / "exports",
+                                   ignore=shutil.ignore_patterns("*.rrd", "*.mcap")))
+    config = load_config(env={}, overrides={"run": {"exports_dir": str(exports)}, "tracking": {"weights": yolo_weights},
+                                            "segmentation": {"backend": "grabcut"},
+                                            "simulation": {"record_video": False}})
+    result = Pipeline(config).run(default_input(), name="sample", until="simulation")
+    stages = result.manifest["stages"]
+    assert stages["simulation"]["status"] == "done", stages["simulation"]
+    assert stages["reconstruction"]["finished_at"] == _read(plan_run / "manifest.json")["stages"]["reconstruction"][
+        "finished_at"]  # resumed, not recomputed
+    out = write_mcap(result.run_dir)
+    assert out == result.run_dir / "simulation" / "robot.mcap" and not (result.run_dir / "robot.mcap").exists()
+    topics = _mcap(out)
+    assert json.loads(topics["/plan"][0][1].data) == _read(result.run_dir / "planning" / "plan.json")
