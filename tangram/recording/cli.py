@@ -19,8 +19,13 @@ def main_export(argv: list[str]) -> int:
     p.add_argument("run", type=Path, help="a run folder, e.g. exports/sample")
     p.add_argument("--out", type=Path, help="write here instead of the default path inside the run folder")
     args = p.parse_args(argv)
+    from tangram.errors import TangramError
     from tangram.recording import write_mcap, write_rrd
 
-    out = (write_rrd if args.format == "rerun" else write_mcap)(args.run, args.out)
+    try:
+        out = (write_rrd if args.format == "rerun" else write_mcap)(args.run, args.out)
+    except OSError as exc:
+        raise TangramError(f"could not write the {args.format} recording to {args.out or args.run}: "
+                           f"{exc.strerror or exc}") from None
     print(out)
     return 0
