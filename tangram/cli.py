@@ -6,6 +6,7 @@
     tangram thunder test|setup
     tangram jobs submit|status|fetch
     tangram report RUN_OR_BATCH_FOLDER
+    tangram export rerun|mcap RUN_FOLDER
 
 Exit codes: 0 all requested stages done; 1 the run finished but some stage failed or was
 skipped (the manifest says why); 2 bad input or settings (one line on stderr); 130 cancelled.
@@ -25,7 +26,7 @@ from tangram.stages import MODES, STAGE_ORDER
 
 log = logging.getLogger("tangram")
 
-SUBCOMMANDS = ("run", "sample", "thunder", "jobs", "batch", "report")
+SUBCOMMANDS = ("run", "sample", "thunder", "jobs", "batch", "report", "export")
 
 
 def build_run_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def build_run_parser() -> argparse.ArgumentParser:
         description="TANGRAM: turn a video of a tabletop scene into tracks, masks, a 3D scene graph, "
         "a task plan and a simulated robot execution. Results land in exports/<name>/.",
         epilog="Other commands: 'tangram sample --help', 'tangram batch --help' (many inputs on a Dask "
-        "cluster), 'tangram report RUN_FOLDER', 'tangram thunder test|setup', "
+        "cluster), 'tangram report RUN_FOLDER', 'tangram export rerun|mcap RUN_FOLDER', 'tangram thunder test|setup', "
         "'tangram jobs submit|status|fetch'. Environment: TANGRAM_LOG_LEVEL, TANGRAM_YOLO_WEIGHTS, "
         "TANGRAM_SAM_CHECKPOINT, TANGRAM_MODEL_DIR (folder searched for weights), TANGRAM_<SECTION>_<FIELD> "
         "for any config field, OPENAI_API_KEY / OPENAI_BASE_URL for the planner.",
@@ -157,6 +158,10 @@ def _dispatch(command: str, argv: list[str]) -> int:
         from tangram.report.cli import main_report
 
         return main_report(argv)
+    if command == "export":
+        from tangram.recording.cli import main_export
+
+        return main_export(argv)
     return _run(build_run_parser().parse_args(argv))
 
 
