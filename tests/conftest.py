@@ -79,3 +79,18 @@ def run_cli(tmp_path: Path, yolo_weights: str) -> Callable[..., subprocess.Compl
                               env=full_env, timeout=timeout, cwd=tmp_path)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory: pytest.TempPathFactory, yolo_weights: str) -> Path:
+    """The whole pipeline on the rendered sample scene, offline detector and GrabCut (the runner writes
+    report.html at the end). One run for the session: tests that edit a run folder copy it first."""
+    from tangram.runner import Pipeline, default_input
+    from tangram.settings import load_config
+
+    exports = tmp_path_factory.mktemp("sample_exports")
+    config = load_config(env={}, overrides={"run": {"exports_dir": str(exports)}, "tracking": {"weights": yolo_weights},
+                                            "segmentation": {"backend": "grabcut"}})
+    result = Pipeline(config).run(default_input(), name="sample")
+    assert result.ok, result.manifest["stages"]
+    return result.run_dir

@@ -21,16 +21,14 @@ from tangram.recording import write_mcap, write_rrd
 
 
 @pytest.fixture(scope="session")
-def plan_run(tmp_path_factory: pytest.TempPathFactory, yolo_weights: str) -> Path:
-    from tangram.runner import Pipeline, default_input
-    from tangram.settings import load_config
-
-    exports = tmp_path_factory.mktemp("recording_exports")
-    config = load_config(env={}, overrides={"run": {"exports_dir": str(exports)}, "tracking": {"weights": yolo_weights},
-                                            "segmentation": {"backend": "grabcut"}})
-    result = Pipeline(config).run(default_input(), name="sample", until="planning")
-    assert result.ok, result.manifest["stages"]
-    return result.run_dir
+def plan_run(sample_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's sample run up to planning: a copy without its simulation."""
+    run = Path(shutil.copytree(sample_run, tmp_path_factory.mktemp("recording") / "sample",
+                               ignore=shutil.ignore_patterns("*.rrd", "*.mcap", "simulation")))
+    manifest = _read(run / "manifest.json")
+    del manifest["stages"]["simulation"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
 
 
 @pytest.fixture
@@ -202,23 +200,11 @@ def test_cli_export_writes_both_files(plan_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_mcap_goes_into_the_simulation_folder_of_a_simulated_run(plan_run: Path, tmp_path: Path,
-                                                                   yolo_weights: str) -> None:
-    """The cached run, copied, resumed through a real pybullet simulation (no video, to stay cheap)."""
-    from tangram.runner import Pipeline, default_input
-    from tangram.settings import load_config
-
-    exports = Path(shutil.copytree(plan_run.parent, tmp_path / "exports",
-                                   ignore=shutil.ignore_patterns("*.rrd", "*.mcap")))
-    config = load_config(env={}, overrides={"run": {"exports_dir": str(exports)}, "tracking": {"weights": yolo_weights},
-                                            "segmentation": {"backend": "grabcut"},
-                                            "simulation": {"record_video": False}})
-    result = Pipeline(config).run(default_input(), name="sample", until="simulation")
-    stages = result.manifest["stages"]
-    assert stages["simulation"]["status"] == "done", stages["simulation"]
-    assert stages["reconstruction"]["finished_at"] == _read(plan_run / "manifest.json")["stages"]["reconstruction"][
-        "finished_at"]  # resumed, not recomputed
-    out = write_mcap(result.run_dir)
-    assert out == result.run_dir / "simulation" / "robot.mcap" and not (result.run_dir / "robot.mcap").exists()
+def test_mcap_goes_into_the_simulation_folder_of_a_simulated_run(sample_run: Path, tmp_path: Path) -> None:
+    """A copy of the session's whole sample run, simulation included."""
+    run = Path(shutil.copytree(sample_run, tmp_path / "sample", ignore=shutil.ignore_patterns("*.rrd", "*.mcap")))
+    assert _read(run / "manifest.json")["stages"]["simulation"]["status"] == "done"
+    out = write_mcap(run)
+    assert out == run / "simulation" / "robot.mcap" and not (run / "robot.mcap").exists()
     topics = _mcap(out)
-    assert json.loads(topics["/plan"][0][1].data) == _read(result.run_dir / "planning" / "plan.json")
+    assert json.loads(topics["/plan"][0][1].data) == _read(run / "planning" / "plan.json")

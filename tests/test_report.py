@@ -39,17 +39,6 @@ def _config(exports: Path, yolo_weights: str, env: dict[str, str] | None = None,
 
 
 @pytest.fixture(scope="session")
-def sample_run(tmp_path_factory: pytest.TempPathFactory, yolo_weights: str) -> Path:
-    """The whole pipeline on the rendered sample scene (the runner writes report.html at the end)."""
-    from tangram.runner import default_input
-
-    exports = tmp_path_factory.mktemp("report_exports")
-    result = Pipeline(_config(exports, yolo_weights)).run(default_input(), name="sample")
-    assert result.ok, result.manifest["stages"]
-    return result.run_dir
-
-
-@pytest.fixture(scope="session")
 def static_run(tmp_path_factory: pytest.TempPathFactory, yolo_weights: str) -> Path:
     """The static-camera clip: reconstruction fails (no parallax), every later stage is skipped."""
     video = real_file("coffee_static_camera.mp4")

@@ -54,9 +54,7 @@ def carve(
         seen += informative
         inside += hit
     need = np.maximum(2, np.ceil(agreement * seen))
-    # a voxel most views cannot judge (past an image side the silhouette is cut by) is not evidence
-    # of the object: carving it in would let the cones behind a border-cut silhouette grow unbounded
-    occupied = (inside >= need) & (seen >= max(2, int(np.ceil(0.5 * len(views)))))
+    occupied = (inside >= need) & (seen >= 2)
     occ = occupied.reshape(resolution, resolution, nz)
     border = bool(occ[0].any() or occ[-1].any() or occ[:, 0].any() or occ[:, -1].any())
     return Hull(grid[occupied], voxel, border, z_lo)
