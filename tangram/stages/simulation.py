@@ -6,7 +6,8 @@ failure reason; format in tangram.sim.simulate), execution.mp4 and keyframes/NN.
 before the first action and after each one). A plan whose execution fails still produces these
 files: the stage reports the failure in result.json and its summary rather than failing, so the
 video shows what went wrong. Success needs every action's check and the world check: no object
-ended below where it rested (or, for the ones the plan moved, below the table top).
+ended below where it rested (or, for the ones the plan moved, below the table top). The robot's
+base stands where plan.json's "robot_base" puts it (placed for the task's objects).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from tangram.stages.base import StageContext, StageOutcome, StageSpec, read_arte
 def run(ctx: StageContext) -> StageOutcome:
     world, _ = load_world(ctx.upstream_dir("scene_graph") / "scene_graph.json")
     plan = read_artefact(ctx.upstream_dir("planning") / "plan.json")
+    base = plan.get("robot_base")
+    if isinstance(base, list) and len(base) == 3:  # where the planner placed it, for the task's objects
+        world.robot_base = (float(base[0]), float(base[1]), float(base[2]))
     result = simulate(world, plan, ctx.config.simulation, ctx.out_dir, ctx.progress)
     write_json(ctx.out_dir / "result.json", result)
     done = sum(1 for a in result["actions"] if a["success"])
