@@ -21,9 +21,6 @@ from tangram.stages.base import StageContext, StageOutcome, StageSpec, read_arte
 def run(ctx: StageContext) -> StageOutcome:
     world, _ = load_world(ctx.upstream_dir("scene_graph") / "scene_graph.json")
     plan = read_artefact(ctx.upstream_dir("planning") / "plan.json")
-    base = plan.get("robot_base")
-    if isinstance(base, list) and len(base) == 3:  # where the planner placed it, for the task's objects
-        world.robot_base = (float(base[0]), float(base[1]), float(base[2]))
     result = simulate(world, plan, ctx.config.simulation, ctx.out_dir, ctx.progress)
     write_json(ctx.out_dir / "result.json", result)
     done = sum(1 for a in result["actions"] if a["success"])
