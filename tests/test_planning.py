@@ -346,3 +346,27 @@ def test_robot_base_is_placed_for_the_tasks_own_objects() -> None:
     assert other["robot_base"][0] < -0.3 and other["robot_placement"]["others_out_of_reach"] == ["block 2"]
     # "go home" names no object: the base is placed for every tabletop object
     assert make_plan(wide, PlanningConfig(planner="offline"), "go home")["robot_placement"]["basis"] == "all"
+
+
+def test_robot_base_keeps_the_arms_rest_pose_clear_of_tall_objects() -> None:
+    # hololens_office's measured desk, in short: a 69 cm tall plant beside a 30 cm tall box; a
+    # base placed only clear of its footprint (14 cm) put the resting hand against the plant
+    import math
+
+    world = make_world(
+        [
+            {"id": 1, "class_name": "potted plant", "xy": (-0.45, 0.2), "size": (0.5, 0.5, 0.69)},
+            {"id": 2, "class_name": "sandwich", "xy": (-0.1, 0.15), "size": (0.4, 0.4, 0.3)},
+            {"id": 3, "class_name": "cup", "xy": (0.25, -0.1), "size": (0.07, 0.07, 0.09)},
+        ],
+        table=(1.6, 1.0),
+    )
+    bx, by, yaw = world.robot_base
+    fx, fy = math.cos(yaw), math.sin(yaw)
+    for obj in (world.objects[1], world.objects[2]):  # both rise above links 1-4 (14 cm)
+        dx, dy = obj.position[0] - bx, obj.position[1] - by
+        assert math.hypot(dx, dy) - max(obj.half_xy) >= 0.26
+    plant = world.objects[1]  # above the resting hand (42 cm): clear of the forearm's strip
+    dx, dy = plant.position[0] - bx, plant.position[1] - by
+    along = min(max(dx * fx + dy * fy, 0.0), 0.52)
+    assert math.hypot(dx - along * fx, dy - along * fy) - max(plant.half_xy) >= 0.13
