@@ -319,3 +319,54 @@ def test_symbolic_state_matches_scene_graph_relations() -> None:
     state = initial_state(w)
     assert state.place(7).kind == "in" and state.place(7).ref == 2 and state.children(2) == [7]
     assert parse_task("put the block in the bowl", w).atoms[0].satisfied(state)
+
+
+def test_robot_base_is_placed_for_the_tasks_own_objects() -> None:
+    # a 2.2 m table with a cup at one end and a block at the other, 1.9 m apart: no base reaches
+    # both (the arm's band ends at 0.78 m), so a base placed for every object reaches neither
+    wide = make_world(
+        [
+            {"id": 1, "class_name": "cup", "xy": (-0.95, 0.0), "size": (0.06, 0.06, 0.09)},
+            {"id": 2, "class_name": "block", "xy": (0.95, 0.0), "size": (0.05, 0.05, 0.05)},
+        ],
+        table=(2.2, 0.8),
+    )
+    assert not all(wide.reachable(*o.position[:2]) for o in wide.objects.values())
+    plan = make_plan(wide, PlanningConfig(planner="offline"), "move the block to the right by 10 cm")
+    placement = plan["robot_placement"]
+    assert placement["basis"] == "task"
+    assert set(placement["task_distances_m"]) == {"block 2", "spot (1.05, 0.00)"}
+    assert all(0.30 <= d <= 0.78 for d in placement["task_distances_m"].values())
+    assert placement["out_of_reach"] == [] and placement["others_out_of_reach"] == ["cup 1"]
+    assert "block 2" in placement["reason"] and plan["robot_base"][0] > 0.3  # at the block's end
+    assert [a["action"] for a in plan["actions"]][:2] == ["pick", "place_at"]
+    # the caller's world keeps its own base; the other end's task places the base there instead
+    assert wide.robot_base != tuple(plan["robot_base"])
+    other = make_plan(wide, PlanningConfig(planner="offline"), "move the cup to the left by 10 cm")
+    assert other["robot_base"][0] < -0.3 and other["robot_placement"]["others_out_of_reach"] == ["block 2"]
+    # "go home" names no object: the base is placed for every tabletop object
+    assert make_plan(wide, PlanningConfig(planner="offline"), "go home")["robot_placement"]["basis"] == "all"
+
+
+def test_robot_base_keeps_the_arms_rest_pose_clear_of_tall_objects() -> None:
+    # hololens_office's measured desk, in short: a 69 cm tall plant beside a 30 cm tall box; a
+    # base placed only clear of its footprint (14 cm) put the resting hand against the plant
+    import math
+
+    world = make_world(
+        [
+            {"id": 1, "class_name": "potted plant", "xy": (-0.45, 0.2), "size": (0.5, 0.5, 0.69)},
+            {"id": 2, "class_name": "sandwich", "xy": (-0.1, 0.15), "size": (0.4, 0.4, 0.3)},
+            {"id": 3, "class_name": "cup", "xy": (0.25, -0.1), "size": (0.07, 0.07, 0.09)},
+        ],
+        table=(1.6, 1.0),
+    )
+    bx, by, yaw = world.robot_base
+    fx, fy = math.cos(yaw), math.sin(yaw)
+    for obj in (world.objects[1], world.objects[2]):  # both rise above links 1-4 (14 cm)
+        dx, dy = obj.position[0] - bx, obj.position[1] - by
+        assert math.hypot(dx, dy) - max(obj.half_xy) >= 0.26
+    plant = world.objects[1]  # above the resting hand (42 cm): clear of the forearm's strip
+    dx, dy = plant.position[0] - bx, plant.position[1] - by
+    along = min(max(dx * fx + dy * fy, 0.0), 0.52)
+    assert math.hypot(dx - along * fx, dy - along * fy) - max(plant.half_xy) >= 0.13

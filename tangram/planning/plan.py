@@ -8,6 +8,7 @@ stage). "offline": the offline planner only.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from config import PlanningConfig
@@ -28,10 +29,12 @@ OFFLINE_BACKEND = "offline:astar"
 
 
 def make_plan(world: World, cfg: PlanningConfig, task: str | None = None) -> dict[str, Any]:
+    world = replace(world)  # the base is re-placed for the task: leave the caller's world as it was
     task_text = task or cfg.task
     source = "given" if task_text else "default"
     task_text = task_text or default_task(world)
     goal, goal_error = _parse(task_text, world)
+    place_for_goal(world, goal)
     if goal is not None:
         refusal = refuse_reason(world, goal)
         if refusal:
@@ -87,11 +90,29 @@ def refuse_reason(world: World, goal: Goal) -> str | None:
     return None
 
 
+def place_for_goal(world: World, goal: Goal | None) -> None:
+    """Place the robot's base for the task's own objects: those the goal moves, the containers or
+    objects it puts them on, and the spots it names; every tabletop object when the goal names none
+    (no goal, "go home")."""
+    if goal is None or not goal.atoms:
+        world.place_for(None)
+        return
+    ids = {a.obj for a in goal.atoms if a.obj in world.objects}
+    ids |= {a.target for a in goal.atoms if isinstance(a.target, int) and a.target in world.objects}
+    points = [a.xy for a in goal.atoms if a.xy is not None]
+    world.place_for(ids, points)
+
+
 def default_task(world: World) -> str:
-    """The first of the scene's sensible tasks that the offline planner can actually achieve."""
+    """The first of the scene's sensible tasks that the offline planner can actually achieve, the
+    robot's base placed for each candidate's own objects in turn (on a copy of the world)."""
+    world = replace(world)
     for task in default_task_candidates(world):
         goal, _ = _parse(task, world)
-        if goal is None or refuse_reason(world, goal):
+        if goal is None:
+            continue
+        place_for_goal(world, goal)
+        if refuse_reason(world, goal):
             continue
         try:
             plan_offline(world, goal)

@@ -8,6 +8,7 @@ Planning, validation and the simulator all read the scene through `World`, so th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,12 @@ REACH_MAX = 0.78
 MAX_WORK_HEIGHT = 0.40  # highest point a held object may be lifted to, above the table
 ROBOT_SETBACK = 0.15  # the robot may stand up to this far outside the table edge, on a pedestal
 BASE_CLEARANCE = 0.14  # free radius around the robot's base axis (its footprint plus a margin)
+# The arm's rest pose (sim.robot.HOME), from the Panda URDF's link boxes in pybullet, in the base
+# frame with z from the table top: links 1-4 stand within 0.26 m of the base axis above 0.14 m;
+# links 5-8, the hand and fingers reach forward to 0.52 m, 0.13 m either side, above 0.42 m.
+REST_COLUMN = (0.14, 0.26)  # (lowest z, radius) of the links above the base
+REST_FOREARM = (0.42, 0.52, 0.13)  # (lowest z, forward reach, half width) of the forearm and hand
+REST_MARGIN = 0.03
 TRAY_WALL = 0.025  # room kept from a container's rim when placing into it
 PLACE_MARGIN = 0.02  # gap kept between placed objects (the grip shifts objects by a few mm)
 
@@ -179,6 +186,14 @@ class World:
     robot_base: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))  # x, y, yaw
     reach: tuple[float, float] = (REACH_MIN, REACH_MAX)  # planning band; execution may try a wider one
     floor_z: float | None = None  # the floor's height in the table frame, where the reconstruction found one
+    placement_focus: tuple[int, ...] | None = None  # the task objects the base was placed for (None: all)
+    placement_points: tuple[tuple[float, float], ...] = ()  # and the spots the task puts them
+
+    def place_for(self, focus: Iterable[int] | None, points: Iterable[tuple[float, float]] = ()) -> None:
+        """Re-place the robot's base to reach these objects and spots (None: every tabletop object)."""
+        self.placement_focus = None if focus is None else tuple(sorted(set(focus)))
+        self.placement_points = tuple((float(x), float(y)) for x, y in points)
+        self.robot_base = place_robot(self, self.placement_focus, self.placement_points)
 
     def __post_init__(self) -> None:
         if self.robot_base == (0.0, 0.0, 0.0):
@@ -276,45 +291,71 @@ class World:
 
 
 def describe_placement(world: World) -> dict[str, Any]:
-    """Where the robot stands and why: the table's extent, the tabletop objects' distances from the
-    base against the arm's reach band."""
+    """Where the robot stands and why: the table's extent, the task's objects (or, with no task
+    focus, every tabletop object) and their distances from the base against the arm's reach band."""
     bx, by, yaw = world.robot_base
     table = world.table_rect
     inside = table.contains(Rect.around(bx, by, 0, 0))
-    dists = {o.label: round(world.reach_distance(*o.position[:2]), 3) for o in world.tabletop().values()}
-    out_of_reach = [k for k, d in dists.items() if not world.reach[0] <= d <= world.reach[1]]
+    focus = world.placement_focus
+    tabletop = world.tabletop()
+    dists = {o.label: round(world.reach_distance(*o.position[:2]), 3) for o in tabletop.values()}
+    task_ids = sorted(tabletop) if focus is None else [i for i in focus if i in tabletop]
+    task_d = {tabletop[i].label: dists[tabletop[i].label] for i in task_ids}
+    for x, y in world.placement_points:
+        task_d[f"spot ({x:.2f}, {y:.2f})"] = round(world.reach_distance(x, y), 3)
+    out_of_reach = [k for k, d in task_d.items() if not world.reach[0] <= d <= world.reach[1]]
+    others_out = [k for k, d in dists.items() if k not in task_d and not world.reach[0] <= d <= world.reach[1]]
     where = "on the table top" if inside else "just outside the table's edge (on a pedestal)"
+    basis = (
+        "every tabletop object" if focus is None
+        else "the task's objects and spots (" + ", ".join(task_d) + ")"
+    )
     reason = (
         f"base at ({bx:.2f}, {by:.2f}) m facing {math.degrees(yaw):.0f} deg, {where}; table "
-        f"{world.table_size[0]:.2f} x {world.table_size[1]:.2f} m; chosen to minimise the farthest "
-        f"tabletop object's distance within the reach band {world.reach[0]:.2f}-{world.reach[1]:.2f} m"
+        f"{world.table_size[0]:.2f} x {world.table_size[1]:.2f} m; placed for {basis}: chosen to "
+        f"minimise the farthest one's distance within the reach band "
+        f"{world.reach[0]:.2f}-{world.reach[1]:.2f} m, clear of every tabletop object"
     )
-    if dists:
-        reason += f" (farthest {max(dists.values()):.2f} m)"
+    if task_d:
+        reason += f" (farthest {max(task_d.values()):.2f} m)"
     if out_of_reach:
         reason += "; out of reach: " + ", ".join(out_of_reach)
     return {"base": [round(bx, 4), round(by, 4), round(yaw, 4)], "mount": "table top" if inside else "pedestal",
-            "distances_m": dists, "out_of_reach": out_of_reach, "reason": reason}
+            "basis": "all" if focus is None else "task", "task_distances_m": task_d,
+            "distances_m": dists, "out_of_reach": out_of_reach, "others_out_of_reach": others_out,
+            "reason": reason}
 
 
-def place_robot(world: World) -> tuple[float, float, float]:
+def place_robot(
+    world: World,
+    focus: Iterable[int] | None = None,
+    points: Iterable[tuple[float, float]] = (),
+) -> tuple[float, float, float]:
     """Mount the robot at the table's edge, or nearer the objects when the edge is out of reach.
 
-    Grid search (2 cm) over the table top and a band just outside its edge for the base position
-    that minimises the farthest object, with every object in front of the base (the arm works
-    forward, as from a table edge) and clear of the base's footprint. Positions at the edge win
-    whenever every object is in reach from one of them; otherwise the base stands on the table top
-    at the edge of the objects' workspace. It faces the objects' centroid. With no objects, it
-    stands behind the middle of the far (+y) edge.
+    `focus` names the objects the task works with (None: every tabletop object) and `points` the
+    spots it puts them; the base is placed to reach those, while every tabletop object keeps clear
+    of the base's footprint. Grid search (2 cm) over the table top and a band just outside its
+    edge for the base position that minimises the farthest focus object or point, with each of
+    them in front of the base (the arm works forward, as from a table edge). Positions at the edge
+    win whenever every focus object is in reach from one of them; otherwise the base stands on the
+    table top at the edge of the objects' workspace. It faces the focus objects' centroid. With no
+    objects, it stands behind the middle of the far (+y) edge.
     """
     cx = world.table_center[0]
     table = world.table_rect
-    objs = [o for o in world.objects.values() if not o.furniture and table.grow(0.05).contains(
+    on_table = [o for o in world.objects.values() if not o.furniture and table.grow(0.05).contains(
         Rect.around(o.position[0], o.position[1], 0, 0))]
-    if not objs:
+    wanted = None if focus is None else set(focus)
+    objs = [o for o in on_table if wanted is None or o.id in wanted]
+    extra = [tuple(p) for p in points]
+    if not objs and not extra:
+        objs = on_table
+    if not objs and not extra:
         return cx, table.ymax + ROBOT_SETBACK, -math.pi / 2
-    pts = np.array([o.position[:2] for o in objs])
-    radii = np.array([max(o.half_xy) for o in objs])
+    pts = np.array([o.position[:2] for o in objs] + extra, dtype=float).reshape(-1, 2)
+    obstacles = np.array([o.position[:2] for o in on_table], dtype=float).reshape(-1, 2)
+    radii = np.array([max(o.half_xy) for o in on_table], dtype=float)
     area = table.grow(ROBOT_SETBACK)
     xs = np.arange(area.xmin, area.xmax + 1e-9, 0.02)
     ys = np.arange(area.ymin, area.ymax + 1e-9, 0.02)
@@ -323,10 +364,11 @@ def place_robot(world: World) -> tuple[float, float, float]:
     centroid = pts.mean(axis=0)
     fwd = centroid - cand
     fwd /= np.maximum(np.linalg.norm(fwd, axis=1, keepdims=True), 1e-9)
-    rel = pts[None, :, :] - cand[:, None, :]  # candidate x object x 2
+    rel = pts[None, :, :] - cand[:, None, :]  # candidate x focus point x 2
     dist = np.linalg.norm(rel, axis=2)
     ahead = np.einsum("cok,ck->co", rel, fwd)
-    ok = ((dist - radii[None, :] >= BASE_CLEARANCE) & (ahead >= 0.05)).all(axis=1)
+    tops = np.array([o.position[2] + o.size[2] / 2 for o in on_table], dtype=float)
+    ok = _rest_pose_clear(cand, fwd, obstacles, radii, tops) & (ahead >= 0.05).all(axis=1)
     far = dist.max(axis=1)
     # distance inside the table from its nearest edge (negative outside): prefer standing at the edge
     inset = np.minimum.reduce(
@@ -343,6 +385,24 @@ def place_robot(world: World) -> tuple[float, float, float]:
     best = int(np.argmin(cost))  # first minimum in grid order: deterministic
     bx, by = cand[best]
     return float(bx), float(by), float(math.atan2(centroid[1] - by, centroid[0] - bx))
+
+
+def _rest_pose_clear(
+    cand: np.ndarray, fwd: np.ndarray, centres: np.ndarray, radii: np.ndarray, tops: np.ndarray
+) -> np.ndarray:
+    """Per candidate base (facing `fwd`): every object (a circle of `radius` round its centre,
+    its top at `tops`) keeps clear of the base's footprint and of the arm standing in its rest
+    pose: a tall object beside the base would touch links 1-4, one reaching the forearm's height
+    in front of it the hand, and the arm could not go home."""
+    rel = centres[None, :, :] - cand[:, None, :]
+    dist = np.linalg.norm(rel, axis=2) - radii[None, :]
+    need = np.where(tops[None, :] > REST_COLUMN[0] - REST_MARGIN, REST_COLUMN[1] + REST_MARGIN, BASE_CLEARANCE)
+    ok = (dist >= need).all(axis=1)
+    # distance from each object's centre to the forearm's segment (base -> reach along fwd)
+    along = np.clip(np.einsum("cok,ck->co", rel, fwd), 0.0, REST_FOREARM[1])
+    off = np.linalg.norm(rel - along[:, :, None] * fwd[:, None, :], axis=2) - radii[None, :]
+    high = tops[None, :] > REST_FOREARM[0] - REST_MARGIN
+    return ok & ~(high & (off < REST_FOREARM[2] + REST_MARGIN)).any(axis=1)
 
 
 def world_from_scene_graph(data: dict[str, Any]) -> World:

@@ -1,7 +1,8 @@
 """Run a plan in pybullet and write simulation/: result.json, execution.mp4, keyframes/*.png.
 
 result.json: {"format": "tangram.sim/1", "engine", "mode" (direct|gui), "seed", "planner", "task",
-"robot": {"model", "base": [x, y, yaw], "mount"}, "objects": {id: {"class_name", "shape"}},
+"robot": {"model", "base": [x, y, yaw] (plan.json's robot_base, placed for the task's objects),
+"mount"}, "objects": {id: {"class_name", "shape"}},
 "actions": [{"index", "action", "success", "reason", "checks", "sim_seconds", "wall_seconds"}],
 "success", "failure_reason", "final_poses": {id: {"position", "yaw", "tilt_deg", "aabb_min",
 "aabb_max"}}, "world_check": {"below_support": [{id, label, bottom_z, rested_z}], "floor" (a floor
@@ -20,6 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,10 @@ def simulate(
         actions = parse_plan(plan.get("actions"))
     except ActionParseError as exc:
         raise StageFailed(f"plan.json holds an invalid action list: {exc}") from exc
+    base = plan.get("robot_base")
+    if isinstance(base, list) and len(base) == 3:  # where the planner placed it, for the task's objects
+        world = replace(world)
+        world.robot_base = (float(base[0]), float(base[1]), float(base[2]))
     report = progress or (lambda *a: None)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)

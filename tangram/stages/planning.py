@@ -1,8 +1,10 @@
 """Stage `planning`: scene graph + task in words -> planning/plan.json (validated action list).
 
 plan.json: {"format": "tangram.plan/1", "task", "task_source" (given|default), "goal" (parsed goal
-or null), "goal_error", "robot_base" [x, y, yaw], "robot_placement" {base, mount, distances_m,
-out_of_reach, reason}, "graspability" {id: {graspable, reason, narrowest_cm, height_cm,
+or null), "goal_error", "robot_base" [x, y, yaw] (placed for the task's own objects and spots; the
+simulation stands the arm there), "robot_placement" {base, mount, basis ("task" | "all": every
+tabletop object, when the goal names none), task_distances_m, distances_m, out_of_reach (of the
+task's), others_out_of_reach, reason}, "graspability" {id: {graspable, reason, narrowest_cm, height_cm,
 approaches, finger_gap_cm}}, "why_home" {label: reason} (default task "go home" only),
 "planner" ("llm:<model>" | "offline:astar"),
 "fallback_reason", "llm" {model, base_url, api_key_set, structured_output, attempts[{raw_reply,

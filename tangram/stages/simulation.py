@@ -6,7 +6,8 @@ failure reason; format in tangram.sim.simulate), execution.mp4 and keyframes/NN.
 before the first action and after each one). A plan whose execution fails still produces these
 files: the stage reports the failure in result.json and its summary rather than failing, so the
 video shows what went wrong. Success needs every action's check and the world check: no object
-ended below where it rested (or, for the ones the plan moved, below the table top).
+ended below where it rested (or, for the ones the plan moved, below the table top). The robot's
+base stands where plan.json's "robot_base" puts it (placed for the task's objects).
 """
 
 from __future__ import annotations
