@@ -258,10 +258,10 @@ def _hull_or_points(
     height: float,
     pts: np.ndarray,
     grounded: bool,
-    z_span: tuple[float, float] | None = None,
+    z_span: tuple[float, float],
 ):
     half = max(width, 0.5 * height) * 0.9
-    z_lo, z_hi = z_span if z_span is not None else _z_range(pts, height, grounded)
+    z_lo, z_hi = z_span
     for _ in range(3):  # grow the grid while the hull touches its sides
         hull = carve(pairs, anchor[:2], half, z_lo, z_hi)
         if hull.valid:

@@ -145,10 +145,10 @@ def _focal_info(cfg: ReconstructionConfig, intrinsics: dict[str, Any]) -> dict[s
     """How the focal length was found: given, or refined by COLMAP's bundle adjustment from its
     prior (1.2 x the larger image side when the images carry no EXIF focal length)."""
     if cfg.intrinsics is not None:
-        return {"focal_source": "given"}
+        return {"focal_source": _focal_source(cfg)}
     prior = 1.2 * max(int(intrinsics.get("width", 0)), int(intrinsics.get("height", 0)))
     return {
-        "focal_source": "self-calibrated",
+        "focal_source": _focal_source(cfg),
         "focal_prior_px": prior,
         "focal_from_prior": float(intrinsics["fx"]) / prior if prior else None,
     }
