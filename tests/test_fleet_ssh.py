@@ -6,11 +6,13 @@ shipped to the workers, both hosts used; and the refusals (unknown host key, unr
 from __future__ import annotations
 
 import shutil
+import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-from fleet_helpers import fleet_env, read_batch, run_batch_cli
+from fleet_helpers import batch_cmd, fleet_env, read_batch, run_batch_cli, wait_for
 from sshd import SshServer, find_sshd, free_port
 
 pytestmark = pytest.mark.timeout(500)
@@ -47,9 +49,28 @@ def test_batch_over_two_ssh_hosts(two_hosts: dict, tmp_path: Path, yolo_weights:
     home = two_hosts["home"]
     exports = tmp_path / "exports"
     inputs = [str(real_file("apple_orbit.mp4")), str(default_input())]
-    proc = run_batch_cli([*inputs, "--name", "ssh", "--mode", "track", "--hosts", host_arg(a, home),
-                          host_arg(b, home)], fleet_env(exports, yolo_weights), tmp_path, timeout=450)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    args = [*inputs, "--name", "ssh", "--mode", "track", "--hosts", host_arg(a, home), host_arg(b, home),
+            "--no-progress"]
+    proc = subprocess.Popen(batch_cmd(*args), env=fleet_env(exports, yolo_weights), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:  # while the batch runs: its scheduler speaks TLS only, with certificates in private folders
+        address = wait_for(lambda: read_batch(exports / "ssh")["cluster"]["address"], 300, "scheduler address")
+        assert address.startswith("tls://127.0.0.1:"), address
+        _plain_tcp_client_is_refused("tcp://" + address.split("://", 1)[1])
+        folders = sorted(home.glob("tls-*"))
+        assert len(folders) >= 3, folders  # the scheduler's and each worker's
+        for folder in folders:
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+            assert {p.name for p in folder.iterdir()} == {"ca.pem", "cert.pem", "key.pem"}
+            assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
+        assert not any("PRIVATE KEY" in line for line in _command_lines()), "key material on a command line"
+        _, stderr = proc.communicate(timeout=450)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-4000:]
+    assert not list(home.glob("tls-*")), "the TLS folders are removed at the end"
     data = read_batch(exports / "ssh")
     cluster = data["cluster"]
     labels = {f"{a.user}@127.0.0.1:{a.port}", f"{b.user}@127.0.0.1:{b.port}"}
@@ -65,6 +86,28 @@ def test_batch_over_two_ssh_hosts(two_hosts: dict, tmp_path: Path, yolo_weights:
     totals = data["totals"]
     assert set(totals["host_seconds"]) == labels and totals["bytes_up"] > 1_000_000
     assert totals["cost_usd"] == pytest.approx(sum(totals["host_seconds"].values()) * 3.6 / 3600, rel=1e-3)
+
+
+def _plain_tcp_client_is_refused(address: str) -> None:
+    """A Client without the batch's certificate cannot talk to the scheduler (short timeout)."""
+    import sys
+
+    code = ("import sys\nfrom distributed import Client\n"
+            f"try:\n    Client({address!r}, timeout=4).close()\nexcept (OSError, TimeoutError) as exc:\n"
+            "    print('refused', type(exc).__name__); sys.exit(3)\nprint('connected')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and "refused" in out.stdout, (out.stdout, out.stderr[-2000:])
+
+
+def _command_lines() -> list[str]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return lines
 
 
 def test_unknown_host_key_is_refused_with_the_fix(two_hosts: dict, tmp_path: Path, yolo_weights: str,

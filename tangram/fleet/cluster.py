@@ -14,6 +14,8 @@
   must answer within fleet.connect_timeout_s and have at least one worker. tls:// uses the user's
   certificates (--tls-ca/--tls-cert/--tls-key or Dask's config); a tcp:// address that is not
   loopback is refused unless --insecure.
+- SSH clusters run TLS too: the same kind of per-batch certificate, written on each host into a
+  private folder (0700, files 0600) for the processes' lifetime (`tangram.fleet.ssh_tls`).
 - A LocalCluster runs TLS with a per-batch in-memory certificate (`Security.temporary()`), bound
   to 127.0.0.1, dashboard on 127.0.0.1.
 """
@@ -24,7 +26,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -303,9 +304,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_host(spec: HostSpec) -> tuple[str, int]:
+@dataclass
+class HostCheck:
+    """What `check_host` found on one host."""
+
+    python: str  # TANGRAM's worker venv python
+    gpus: int
+    home: str  # TANGRAM's remote home, absolute (the private TLS folders go under it)
+    facing: str  # the address this host's SSH server was reached on (SSH_CONNECTION), for binding
+
+
+def check_host(spec: HostSpec) -> HostCheck:
     """Host key, authentication and TANGRAM's worker venv on one host, before anything starts.
-    Returns (the venv's python, the GPU count). Raises ThunderError (a TangramError, one line)."""
+    Raises ThunderError (a TangramError, one line)."""
     from thunder.bootstrap import ensure_worker
     from thunder.thunder_client import ThunderClient
 
@@ -315,7 +326,11 @@ def check_host(spec: HostSpec) -> tuple[str, int]:
         if gpus is None:
             result = client.run(["sh", "-c", "command -v nvidia-smi >/dev/null && nvidia-smi -L || true"])
             gpus = sum(1 for line in result.stdout_tail if line.startswith("GPU "))
-    return env.python, gpus
+        home = client.expand(spec.thunder.remote_home).rstrip("/")
+        seen = client.run(["sh", "-c", 'echo "$SSH_CONNECTION"'])
+        words = " ".join(seen.stdout_tail).split()
+        facing = words[2] if len(words) >= 4 else spec.address
+    return HostCheck(env.python, gpus, home, facing)
 
 
 def connect_options(spec: HostSpec) -> dict[str, Any]:
@@ -328,54 +343,65 @@ def connect_options(spec: HostSpec) -> dict[str, Any]:
 
 
 def start_ssh(config: TangramConfig, hosts: list[FleetHost]) -> FleetCluster:
+    """Dask over SSH with TLS: one certificate made for this batch (`batch_security()`), placed on
+    each host in a private folder for the processes' lifetime (see `tangram.fleet.ssh_tls`);
+    scheduler and workers bound to 127.0.0.1 when every host is loopback, else each to the address
+    its SSH server was reached on (the interface facing this machine and, on one network, the
+    other hosts)."""
     from distributed import Client, SpecCluster
-    from distributed.deploy.ssh import Scheduler, Worker
+
+    from tangram.fleet.ssh_tls import TlsScheduler, TlsWorker, tls_material
 
     fleet = config.fleet
     specs = [host_spec(h, config) for h in hosts]
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise TangramError(f"a host is listed twice: {', '.join(labels)}")
-    pythons, gpu_counts = [], []
+    checks: list[HostCheck] = []
     for spec in specs:  # every host checked before anything starts
-        python, gpus = check_host(spec)
-        pythons.append(python)
-        gpu_counts.append(gpus)
-        log.info("fleet: %s ready (%s, %d GPU)", spec.label, python, gpus)
-    first = specs[0]
-    scheduler_kwargs: dict[str, Any] = {"port": fleet.scheduler_port,
+        check = check_host(spec)
+        checks.append(check)
+        log.info("fleet: %s ready (%s, %d GPU)", spec.label, check.python, check.gpus)
+    all_local = all(_is_loopback(s.address) for s in specs)
+    security = batch_security()
+    material = tls_material(security)
+
+    def bind(check: HostCheck) -> str:
+        return "127.0.0.1" if all_local else check.facing
+
+    first, first_check = specs[0], checks[0]
+    scheduler_kwargs: dict[str, Any] = {"port": fleet.scheduler_port, "host": bind(first_check),
                                         "dashboard_address": f"127.0.0.1:{fleet.dashboard_port}"
                                         if fleet.dashboard_port is not None else None}
-    if _is_loopback(first.address):
-        scheduler_kwargs["host"] = first.address
-    scheduler = {"cls": Scheduler, "options": {
+    scheduler = {"cls": TlsScheduler, "options": {
         "address": first.address, "connect_options": connect_options(first), "kwargs": scheduler_kwargs,
-        "remote_python": shlex.quote(pythons[0])}}
+        "material": material, "remote_base": first_check.home, "remote_python": first_check.python}}
     workers: dict[str, dict[str, Any]] = {}
-    for spec, python, gpus in zip(specs, pythons, gpu_counts, strict=True):
+    for spec, check in zip(specs, checks, strict=True):
+        gpus = check.gpus
         count = spec.workers or max(1, gpus * fleet.workers_per_gpu)
         for i in range(count):
             name = f"{spec.label}#{i}"
-            kwargs: dict[str, Any] = {"name": name, "nthreads": spec.threads, "memory_limit": spec.memory_limit}
-            if _is_loopback(spec.address):
-                kwargs["host"] = spec.address
+            kwargs: dict[str, Any] = {"name": name, "nthreads": spec.threads, "memory_limit": spec.memory_limit,
+                                      "host": bind(check)}
             if gpus:
                 kwargs["resources"] = {"GPU": 1}
                 share = max(1, -(-count // gpus))
                 kwargs["env"] = {"CUDA_VISIBLE_DEVICES": str(i % gpus), GPU_SHARE_ENV: str(share)}
-            workers[name] = {"cls": Worker, "options": {
+            workers[name] = {"cls": TlsWorker, "options": {
                 "address": spec.address, "connect_options": connect_options(spec), "kwargs": kwargs,
-                "worker_class": "distributed.Nanny", "remote_python": shlex.quote(python)}}
+                "worker_class": "distributed.Nanny", "material": material, "remote_base": check.home,
+                "remote_python": check.python}}
     try:
-        cluster = SpecCluster(workers, scheduler, name="SSHCluster")
+        cluster = SpecCluster(workers, scheduler, name="SSHCluster", security=security)
     except Exception as exc:
         raise TangramError(f"starting Dask over SSH failed: {_one_line(exc)}") from None
-    client = Client(cluster, timeout=fleet.connect_timeout_s)
+    client = Client(cluster, timeout=fleet.connect_timeout_s, security=security)
     try:
         client.wait_for_workers(len(workers), timeout=max(60.0, 6 * fleet.connect_timeout_s))
     except TimeoutError:
         log.warning("fleet: only %d of %d workers joined", len(client.scheduler_info()["workers"]), len(workers))
-    log.info("fleet: SSH cluster, scheduler %s on %s, %d worker(s) on %s", cluster.scheduler_address,
+    log.info("fleet: SSH cluster (TLS), scheduler %s on %s, %d worker(s) on %s", cluster.scheduler_address,
              first.label, len(workers), ", ".join(labels))
     return FleetCluster("ssh", client, cluster, ships_input=True, hosts={s.label: s for s in specs},
                         local_price_per_hour=fleet.local_price_per_hour)
