@@ -98,3 +98,40 @@ def scrape(port: int) -> dict[str, Any]:
 
 def value(samples: dict[str, Any], name: str, **labels: str) -> float:
     return sum(v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
+
+
+FORGED_INPUT_ENV = "TANGRAM_TEST_FORGE_SYMLINK_FOR"
+
+
+def forged_stage_task(*args: Any, **kwargs: Any) -> Any:
+    """The real `run_stage_task`, then, as a compromised worker would, a symlink added to the
+    tracking archive of the input named in FORGED_INPUT_ENV (SHA-256 recomputed, so it passes the
+    digest check and must be refused by the import itself)."""
+    import hashlib
+    import io
+    import tarfile
+
+    from tangram.fleet.tasks import run_stage_task
+
+    result = run_stage_task(*args, **kwargs)
+    if result.status != "done" or result.stage != "tracking" or result.input_name != os.environ.get(FORGED_INPUT_ENV):
+        return result
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(result.archive), mode="r:") as src, \
+            tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for member in src:
+            out.addfile(member, src.extractfile(member) if member.isfile() else None)
+        link = tarfile.TarInfo("tracks-link.json")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        out.addfile(link)
+    result.archive = buf.getvalue()
+    result.sha256 = hashlib.sha256(result.archive).hexdigest()
+    result.files += 1
+    return result
+
+
+def scratch_listing(dask_worker: Any = None) -> list[str]:
+    """What a worker's fleet scratch holds (inputs/<fp>, upstream/<sha>), relative names."""
+    root = Path(dask_worker.local_directory) / "tangram-fleet"
+    return sorted(f"{kind}/{p.name}" for kind in ("inputs", "upstream") if (root / kind).is_dir()
+                  for p in (root / kind).iterdir())

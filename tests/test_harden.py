@@ -207,3 +207,58 @@ def test_resume_with_a_changed_list_keeps_names_and_old_entries(tmp_path: Path, 
         assert all(s.run_dir.parent == batch for s in driver.states)
     finally:
         driver._batch_lock.close()
+
+
+def test_a_refused_archive_fails_only_its_input_and_scratch_is_pruned(  # type: ignore[no-untyped-def]
+        make_config, apple_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker returns a tracking archive holding a symlink for one input (its SHA-256 made to
+    match): that input fails with the refusal as its reason, its segmentation is skipped, the other
+    input finishes, no `.tmp-*` folder is left; and once an input's stages are imported, the
+    upstream archives extracted for it are gone from the workers' scratch."""
+    import threading
+
+    import fleet_helpers
+
+    import tangram.fleet.driver as driver_module
+    from tangram.fleet.driver import BatchDriver, BatchObserver, BatchOptions
+    from tangram.runner import default_input
+
+    config = make_config(tracking={"frame_stride": 5}, segmentation={"backend": "grabcut"},
+                         fleet={"dashboard_port": None, "retries": 0})
+    inputs = [apple_video, default_input()]
+    forged = expand_inputs([str(p) for p in inputs])[1].name
+    monkeypatch.setenv(fleet_helpers.FORGED_INPUT_ENV, forged)
+    monkeypatch.setattr(driver_module, "run_stage_task", fleet_helpers.forged_stage_task)
+    seen: dict[str, list[str]] = {}
+    lock = threading.Lock()
+
+    class Watch(BatchObserver):
+        def changed(self, driver: BatchDriver) -> None:
+            with lock:
+                for state in driver.states:
+                    name = state.inp.name
+                    if state.entry["status"] == "done" and name not in seen and driver.cluster is not None:
+                        listing = driver.cluster.client.run(fleet_helpers.scratch_listing)
+                        seen[name] = sorted(set().union(*listing.values()))
+                        seen[f"{name}:digests"] = sorted(state.digests)
+
+    driver = BatchDriver(config, BatchOptions(inputs=[str(p) for p in inputs], name="forged", mode="segment",
+                                              workers=1), Watch())
+    assert driver.run() == 1
+    batch = Path(config.run.exports_dir) / "forged"
+    entries = {e["name"]: e for e in driver.batch["inputs"]}
+    bad = entries[forged]
+    good = entries[next(n for n in entries if n != forged)]
+    assert bad["status"] == "failed" and "archive was refused" in bad["reason"]
+    assert "not a plain file" in bad["reason"], bad["reason"]
+    assert bad["stages"]["segmentation"]["status"] == "skipped"
+    assert good["status"] == "done" and good["stages"]["segmentation"]["status"] == "done"
+    for entry in (bad, good):
+        run = batch / entry["run_dir"]
+        assert not list(run.glob(".tmp-*")), list(run.iterdir())
+    assert not (batch / bad["run_dir"] / "tracking").exists() and not list(batch.rglob("tracks-link.json"))
+    assert (batch / good["run_dir"] / "segmentation").is_dir()
+    name = good["name"]
+    assert seen.get(f"{name}:digests"), "the good input's tracking archive went to segmentation"
+    leftovers = [d for d in seen[f"{name}:digests"] if f"upstream/{d[:24]}" in seen[name]]
+    assert not leftovers, seen

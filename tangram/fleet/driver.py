@@ -19,9 +19,12 @@ a 500-video batch never holds every video in memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import shutil
 import signal
+import tarfile
 import tempfile
 import threading
 import time
@@ -39,7 +42,14 @@ from tangram.fileio import read_json, write_json, write_text
 from tangram.fleet.cluster import FleetCluster, open_cluster
 from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
 from tangram.fleet.metrics import BatchMetrics
-from tangram.fleet.tasks import InputBlob, InputRef, StageResult, existing_stage_result, run_stage_task
+from tangram.fleet.tasks import (
+    InputBlob,
+    InputRef,
+    StageResult,
+    existing_stage_result,
+    prune_input_scratch,
+    run_stage_task,
+)
 from tangram.settings import public_dict
 from tangram.stages import MODES, get_stage
 from tangram.stages.base import StageOutcome
@@ -96,6 +106,7 @@ class InputState:
     ref: InputRef | None = None
     started: float = 0.0
     current: tuple[str, str] | None = None  # (stage, host) running now, from the scheduler
+    digests: set[str] = field(default_factory=set)  # SHA-256 of the stage archives workers extracted
 
 
 class BatchDriver:
@@ -342,6 +353,7 @@ class BatchDriver:
                 if any(stage in get_stage(s).requires for s in state.stale):
                     record = state.manifest["stages"][stage]
                     packed = existing_stage_result(state.inp.name, stage, state.run_dir / stage, record)
+                    state.digests.add(packed.sha256)
                     results[stage] = client.scatter(packed, hash=False)
                 continue
             plan = plans[stage]
@@ -391,6 +403,16 @@ class BatchDriver:
         if missing:
             why = ", ".join(f"{r} {records.get(r, {}).get('status', 'not run')}" for r in missing)
             result = StageResult(state.inp.name, stage, "skipped", reason=f"needs {why}")
+        tmp_dir = state.run_dir / f".tmp-{stage}-{os.getpid()}"
+        if result.status == "done":  # a refused or corrupt archive fails this input's stage alone
+            try:
+                _extract_result(result, tmp_dir)
+            except (TangramError, ValueError, OSError, tarfile.TarError) as exc:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+                result = dataclasses.replace(result, status="failed",
+                                             reason=f"its archive was refused: {_reason(exc)}")
+        if result.sha256:
+            state.digests.add(result.sha256)
         host = self.cluster.host_of(result.worker, result.worker_address) if result.worker else "-"
         stage_entry = {"status": result.status, "where": host if result.worker else None,
                        "seconds": round(result.seconds, 3), "bytes_up": result.bytes_up,
@@ -413,8 +435,6 @@ class BatchDriver:
                      "task_s": round(result.task_seconds, 3), "device": result.device,
                      "cost_usd": stage_entry.get("cost_usd", 0.0)}
         if result.status == "done":
-            tmp_dir = state.run_dir / f".tmp-{stage}-{os.getpid()}"
-            _extract_result(result, tmp_dir)
             outcome = StageOutcome(result.backend, result.summary, where=host, execution=execution)
             import_stage_dir(state.run_dir, manifest, stage, tmp_dir, done_record(outcome, input_hash,
                                                                                    result.seconds))
@@ -457,6 +477,7 @@ class BatchDriver:
             write_json(state.run_dir / "manifest.json", state.manifest)
         state.futures.clear()
         state.ready.clear()
+        self._prune_scratch(state)
         if state.lock is not None:
             state.lock.close()
             state.lock = None
@@ -466,6 +487,25 @@ class BatchDriver:
             self.metrics.inputs.labels(status=entry["status"]).inc()
         _call_report("write_run_report", state.run_dir)
         self._after_input(state)
+
+    def _prune_scratch(self, state: InputState) -> None:
+        """Every stage of this input is imported: its input copy and extracted upstream archives go
+        from the workers' scratch (unless another unfinished input has the same content)."""
+        if self.cluster is None or state.ref is None:
+            return
+        others = [s for s in self.states if s is not state and s.entry["status"] in ("pending", "running")]
+        if any(s.ref is not None and s.ref.fingerprint == state.ref.fingerprint for s in others):
+            return
+        shared = set().union(*(s.digests for s in others)) if others else set()
+        digests = sorted(state.digests - shared)
+        try:
+            freed = self.cluster.client.run(prune_input_scratch, state.ref.fingerprint, digests)
+        except Exception as exc:  # a worker gone: its scratch went with it
+            log.debug("fleet: pruning the scratch of %s: %s", state.inp.name, exc)
+            return
+        total = sum(int(v or 0) for v in freed.values())
+        if total:
+            log.info("fleet: %s: %d B of worker scratch freed", state.inp.name, total)
 
     def _after_input(self, state: InputState) -> None:
         if self.metrics:
@@ -636,7 +676,6 @@ def _reason(exc: BaseException) -> str:
 def _extract_result(result: StageResult, dest: Path) -> None:
     """The worker's archive, checked and extracted into `dest` (a temp folder in the run folder)."""
     import hashlib
-    import shutil
 
     from thunder.archive import safe_extract
 
@@ -648,7 +687,11 @@ def _extract_result(result: StageResult, dest: Path) -> None:
     with tempfile.NamedTemporaryFile(prefix="tangram-fleet-", suffix=".tar") as fh:
         fh.write(result.archive)
         fh.flush()
-        names = safe_extract(Path(fh.name), dest)
+        try:
+            names = safe_extract(Path(fh.name), dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
     if len(names) != result.files:
         shutil.rmtree(dest, ignore_errors=True)
         raise TangramError(f"archive of {result.stage} for {result.input_name} has {len(names)} files, "

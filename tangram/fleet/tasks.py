@@ -240,5 +240,22 @@ def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_dat
         base.task_seconds = time.perf_counter() - started
 
 
+def prune_input_scratch(fingerprint: str, digests: list[str], dask_worker: Any = None) -> int:
+    """Remove one input's files from this worker's scratch once the client has imported all its
+    stages (the copy of the input, the upstream archives extracted for it), so a long batch does
+    not fill the worker's disk. Returns the bytes freed. Names are checked hex digests only."""
+    import re
+
+    root = _scratch(dask_worker)
+    targets = [root / "inputs" / fingerprint[:24], *(root / "upstream" / d[:24] for d in digests)]
+    freed = 0
+    for target in targets:
+        if not re.fullmatch(r"[0-9a-f]{24}", target.name) or not target.is_dir() or target.is_symlink():
+            continue
+        freed += sum(p.stat().st_size for p in target.rglob("*") if p.is_file() and not p.is_symlink())
+        shutil.rmtree(target, ignore_errors=True)
+    return freed
+
+
 def _no_progress(completed: float, total: float | None = None, description: str = "") -> None:
     """Progress inside a worker stays there: the driver reports per stage, not per frame."""
