@@ -78,3 +78,68 @@ def test_hostile_run_folder_stays_text_in_chromium(tmp_path: Path) -> None:
             assert {"tracking", "segmentation", "reconstruction"} <= set(sections)
         finally:
             browser.close()
+
+
+def _wrong_types_run(root: Path) -> Path:
+    """A run folder whose JSON has values of the wrong type where ids, numbers, lists and objects belong."""
+    run = root / "wrong"
+    for stage in ("tracking", "segmentation", "reconstruction", "planning"):
+        (run / stage).mkdir(parents=True)
+    stages = {"tracking": {"status": "done", "seconds": "fast", "where": ["x"], "execution": "remote",
+                           "summary": "none", "backend": 7},
+              "segmentation": {"status": "done", "seconds": [1], "finished_at": 5},
+              "reconstruction": {"status": 3, "reason": {"why": "<b id='x4'>"}},
+              "planning": "done", "simulation": ["failed"], "7": None}
+    (run / "manifest.json").write_text(json.dumps({"run": ["r"], "input": "/no/such.mp4", "stages": stages,
+                                                    "tangram_version": {"v": 1}}))
+    frames = [{"frame_index": f, "detections": [
+        {"track_id": "seven<i id='x5'>", "class_name": 3, "bbox": "wide"},
+        {"track_id": 2, "class_name": "cup", "bbox": [1, 2, 3, 4]}, "not a detection", {"track_id": [2]}]}
+        for f in (0, 1, "two", None)] + ["not a frame", {"frame_index": 4, "detections": "none"}]
+    tracks = {"tracker": 5, "frame_stride": "x", "video": {"num_frames": "many", "fps": "x"}, "frames": frames,
+              "tracks": {"2": {"class_name": ["cup"], "members": "abc", "mean_confidence": "high"},
+                         "seven<i id='x5'>": "not a dict", "3": {"members": [{"id": 1}], "num_frames": "x"}}}
+    (run / "tracking" / "tracks.json").write_text(json.dumps(tracks))
+    (run / "segmentation" / "masks.json").write_text(json.dumps(
+        {"backend": 5, "keyframes": [{"image": 7, "masks": "x"}, "kf", {"image": "a.png", "masks": [3]}]}))
+    (run / "reconstruction" / "objects.json").write_text(json.dumps(
+        {"objects": [{"track_id": "<b id='x6'>", "box": {"center": "abc", "size": 3}, "members": 4}, "obj"],
+         "unplaced": "none"}))
+    (run / "reconstruction" / "stats.json").write_text(json.dumps(["not", "a", "dict"]))
+    (run / "reconstruction" / "cameras.json").write_text(json.dumps({"scale": "big", "frames": "none"}))
+    (run / "planning" / "plan.json").write_text(json.dumps({"actions": "pick", "validation": ["x"], "llm": 3}))
+    return run
+
+
+def test_values_of_the_wrong_type_never_break_the_page(tmp_path: Path) -> None:
+    """Strings where ids or numbers belong, lists where objects belong: the report is still written,
+    each value shown as text or its section says in a sentence what could not be read; the batch
+    report the same for a batch.json with wrong types."""
+    html5lib = pytest.importorskip("html5lib")
+    from tangram.report.batch_report import write_batch_report
+
+    run = _wrong_types_run(tmp_path)
+    doc = html5lib.parse(write_run_report(run).read_text(), namespaceHTMLElements=False)
+    assert not any(e.get("id", "").startswith("x") for e in doc.iter())
+    sections = {s.get("data-section") for s in doc.iter() if s.get("data-section")}
+    assert {"tracking", "segmentation", "reconstruction", "scene_graph", "planning", "simulation"} <= sections
+    text = "".join(doc.itertext())
+    assert "seven<i id='x5'>" in text  # a string track id, shown as text
+    assert "#2 cup" in text  # the well-typed track still drawn
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "batch.json").write_text(json.dumps({
+        "name": ["b"], "status": 5, "started_at": 7, "cluster": {"workers": "w", "kind": 3},
+        "inputs": [{"name": "a", "run_dir": "../wrong", "status": "done", "seconds": "long", "cost_usd": "free",
+                    "stages": {"tracking": {"status": "done", "where": ["h"], "bytes_up": "many",
+                                            "seconds": "x"}, "segmentation": "done"}},
+                   {"name": 5, "run_dir": 3, "stages": ["tracking"]}, "not an input"],
+        "totals": {"inputs": "two", "host_seconds": "none", "wall_s": "x", "cost_usd": "y", "bytes_up": [],
+                   "bytes_down": "x", "done": "all"}}))
+    (run / "report.html").unlink()
+    doc = html5lib.parse(write_batch_report(batch).read_text(), namespaceHTMLElements=False)
+    rows = [r for r in doc.iter("tr") if r.find("td") is not None and r.get("class") != "total"]
+    assert len(rows) == 2  # the two object entries; the string entry is left out
+    assert {"".join(r.find("td").itertext()).strip() for r in rows} == {"a", "5"}
+    assert not doc.findall(".//a[@href='../wrong/report.html']") and not (run / "report.html").exists(), \
+        "a run_dir outside the batch folder is neither linked nor written"

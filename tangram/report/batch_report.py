@@ -12,6 +12,7 @@ Each input links to its run report; a run folder without one gets it written her
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -36,25 +37,29 @@ def write_batch_report(batch_dir: Path) -> Path:
     if not isinstance(batch, dict):
         raise TangramError(f"not a TANGRAM batch folder (no readable {BATCH_FILE}): {batch_dir}")
     rows = [_row(batch_dir, item) for item in batch.get("inputs") or [] if isinstance(item, dict)]
-    totals = dict(batch.get("totals") or {})
+    totals = dict(batch.get("totals")) if isinstance(batch.get("totals"), dict) else {}
+    for key in ("inputs", "done", "failed", "remaining", "wall_s", "bytes_up", "bytes_down", "cost_usd",
+                "local_estimate_s"):  # numbers only (batch.json is data from outside); others recounted
+        if key in totals and _number(totals[key]) is None:
+            del totals[key]
     totals.setdefault("inputs", len(rows))
     totals.setdefault("done", sum(1 for r in rows if r["status"] == "done"))
     totals.setdefault("failed", sum(1 for r in rows if r["status"] == "failed"))
     if "cost_usd" not in totals:
         totals["cost_usd"] = sum(r["cost_usd"] or 0.0 for r in rows)
-    hosts = totals.get("host_seconds") or {}
+    hosts = totals.get("host_seconds") if isinstance(totals.get("host_seconds"), dict) else {}
     peak = max([float(v) for v in hosts.values() if isinstance(v, int | float)] or [0.0])
     wall, local = totals.get("wall_s"), totals.get("local_estimate_s")
     cluster = batch.get("cluster") if isinstance(batch.get("cluster"), dict) else {}
     context = {
-        "title": f"TANGRAM batch {batch.get('name') or batch_dir.name}",
-        "name": batch.get("name") or batch_dir.name,
-        "status": batch.get("status") or "unknown",
-        "started": when_text(batch.get("started_at")),
-        "finished": when_text(batch.get("finished_at")),
+        "title": f"TANGRAM batch {_text(batch.get('name')) or batch_dir.name}",
+        "name": _text(batch.get("name")) or batch_dir.name,
+        "status": _text(batch.get("status")) or "unknown",
+        "started": when_text(_text(batch.get("started_at"))),
+        "finished": when_text(_text(batch.get("finished_at"))),
         "cluster": cluster,
         "workers": [str(w.get("address") or w.get("name") or w) if isinstance(w, dict) else str(w)
-                    for w in cluster.get("workers") or []],
+                    for w in (cluster.get("workers") if isinstance(cluster.get("workers"), list) else [])],
         "rows": rows,
         "stage_names": [s for s in STAGE_TITLES if any(s in r["stages"] for r in rows)],
         "stage_titles": STAGE_TITLES,
@@ -72,8 +77,26 @@ def write_batch_report(batch_dir: Path) -> Path:
     return out
 
 
+def _number(value: Any) -> int | float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    """A text field of batch.json as text (a number or list shown as its JSON), None when absent."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _plain_name(value: Any) -> str | None:
+    """A run folder named in batch.json: one plain folder inside the batch, else None (not linked)."""
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value:
+        return None
+    return value
+
+
 def _row(batch_dir: Path, item: dict[str, Any]) -> dict[str, Any]:
-    run_dir_text = item.get("run_dir")
+    run_dir_text = _plain_name(item.get("run_dir"))
     run_dir = (batch_dir / run_dir_text) if run_dir_text else None
     report = None
     if run_dir is not None and (run_dir / "manifest.json").is_file():
@@ -90,21 +113,23 @@ def _row(batch_dir: Path, item: dict[str, Any]) -> dict[str, Any]:
     for record in stages.values():
         if not isinstance(record, dict):
             continue
-        host = record.get("where")
+        host = _text(record.get("where"))
         if host and record.get("status") == "done" and host not in where:
             where.append(host)
-        moved += int(record.get("bytes_up") or 0) + int(record.get("bytes_down") or 0)
+        moved += int(_number(record.get("bytes_up")) or 0) + int(_number(record.get("bytes_down")) or 0)
     cost = item.get("cost_usd")
     return {
-        "name": item.get("name") or Path(str(item.get("input") or "?")).stem,
-        "input": item.get("input"),
-        "status": item.get("status") or "unknown",
-        "reason": item.get("reason"),
-        "seconds": item.get("seconds"),
+        "name": _text(item.get("name")) or Path(str(item.get("input") or "?")).stem,
+        "input": _text(item.get("input")),
+        "status": _text(item.get("status")) or "unknown",
+        "reason": _text(item.get("reason")),
+        "seconds": _number(item.get("seconds")),
         "cost_usd": float(cost) if isinstance(cost, int | float) else None,
         "where": where,
         "bytes_moved": moved or None,
         "report": report,
         "run_dir": run_dir_text,
-        "stages": {s: r for s, r in stages.items() if isinstance(r, dict)},
+        "stages": {str(s): {**r, "status": _text(r.get("status")), "where": _text(r.get("where")),
+                            "seconds": _number(r.get("seconds"))}
+                   for s, r in stages.items() if isinstance(r, dict)},
     }

@@ -64,19 +64,58 @@ def _segments(frames: list[int], stride: int) -> list[tuple[int, int]]:
     return runs
 
 
-def _track_frames(tracks: dict[str, Any]) -> dict[int, list[int]]:
-    seen: dict[int, list[int]] = {}
-    for frame in tracks.get("frames") or []:
-        for det in frame.get("detections") or []:
-            if det.get("track_id") is not None:
-                seen.setdefault(int(det["track_id"]), []).append(int(frame["frame_index"]))
+TrackId = int | str  # an int in TANGRAM's own files; a string from an edited or foreign file, shown as text
+
+
+def _as_int(value: Any, default: int | None = None) -> int | None:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return default
+
+
+def _track_id(value: Any) -> TrackId | None:
+    """A detection's track id as the timeline keys it: an int, or a string kept as text; None for
+    anything else (a list, an object), which the timeline leaves out."""
+    as_int = _as_int(value)
+    if as_int is not None:
+        return as_int
+    return value if isinstance(value, str) and value else None
+
+
+def _id_order(t: TrackId) -> tuple[int, int, str]:
+    return (0, t, "") if isinstance(t, int) else (1, 0, t)
+
+
+def _dicts(items: Any) -> list[dict[str, Any]]:
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _track_info(tracks: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    info = tracks.get("tracks")
+    return {str(k): v for k, v in info.items() if isinstance(v, dict)} if isinstance(info, dict) else {}
+
+
+def _track_frames(tracks: dict[str, Any]) -> dict[TrackId, list[int]]:
+    seen: dict[TrackId, list[int]] = {}
+    for frame in _dicts(tracks.get("frames")):
+        index = _as_int(frame.get("frame_index"))
+        if index is None or index < 0:
+            continue
+        for det in _dicts(frame.get("detections")):
+            tid = _track_id(det.get("track_id"))
+            if tid is not None:
+                seen.setdefault(tid, []).append(index)
     return seen
 
 
-def _shown_tracks(tracks: dict[str, Any]) -> tuple[list[int], int]:
+def _shown_tracks(tracks: dict[str, Any]) -> tuple[list[TrackId], int]:
     seen = _track_frames(tracks)
-    ranked = sorted(seen, key=lambda t: (-len(seen[t]), t))
-    shown = sorted(ranked[:MAX_TIMELINE_TRACKS], key=lambda t: (min(seen[t]), t))
+    ranked = sorted(seen, key=lambda t: (-len(seen[t]), _id_order(t)))
+    shown = sorted(ranked[:MAX_TIMELINE_TRACKS], key=lambda t: (min(seen[t]), _id_order(t)))
     return shown, len(ranked) - len(shown)
 
 
@@ -91,12 +130,14 @@ def track_timeline(tracks: dict[str, Any], objects: dict[int, dict[str, Any]]) -
     seen = _track_frames(tracks)
     if not seen:
         return None
-    info = tracks.get("tracks") or {}
-    stride = max(int(tracks.get("frame_stride") or 1), 1)
+    info = _track_info(tracks)
+    stride = max(_as_int(tracks.get("frame_stride"), 1) or 1, 1)
     shown, _ = _shown_tracks(tracks)
-    class_of = {t: (info.get(str(t)) or {}).get("class_name") or _class_from_frames(tracks, t) for t in shown}
+    class_of = {t: _class_name((info.get(str(t)) or {}).get("class_name")) or _class_from_frames(tracks, t)
+                for t in shown}
     colours = class_colours(list(class_of.values()))
-    num_frames = int((tracks.get("video") or {}).get("num_frames") or 0) or max(max(f) for f in seen.values()) + 1
+    video = tracks.get("video") if isinstance(tracks.get("video"), dict) else {}
+    num_frames = max(_as_int(video.get("num_frames"), 0) or 0, 0) or max(max(f) for f in seen.values()) + 1
     width, left, right, row, top, bottom = 1000, 190, 12, 22, 6, 30
     plot_w = width - left - right
     height = top + row * len(shown) + bottom
@@ -119,7 +160,8 @@ def track_timeline(tracks: dict[str, Any], objects: dict[int, dict[str, Any]]) -
         cls = class_of[t]
         conf = (info.get(str(t)) or {}).get("mean_confidence")
         conf_text = f", mean confidence {conf:.2f}" if isinstance(conf, int | float) else ""
-        members = [m for m in (info.get(str(t)) or {}).get("members") or [] if m != t]
+        members = (info.get(str(t)) or {}).get("members")
+        members = [m for m in members if m != t] if isinstance(members, list) else []
         if members:  # a newer tracks.json: raw tracker fragments stitched into this track
             conf_text += f", stitched from raw tracks {', '.join(str(m) for m in [t, *members])}"
         conf_text = escape(conf_text)  # members come from tracks.json: data from outside
@@ -154,11 +196,15 @@ def _nice_step(span: int) -> int:
     return step
 
 
-def _class_from_frames(tracks: dict[str, Any], track_id: int) -> str:
-    for frame in tracks.get("frames") or []:
-        for det in frame.get("detections") or []:
-            if det.get("track_id") == track_id:
-                return str(det.get("class_name"))
+def _class_name(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _class_from_frames(tracks: dict[str, Any], track_id: TrackId) -> str:
+    for frame in _dicts(tracks.get("frames")):
+        for det in _dicts(frame.get("detections")):
+            if _track_id(det.get("track_id")) == track_id and _class_name(det.get("class_name")):
+                return str(det["class_name"])
     return "?"
 
 

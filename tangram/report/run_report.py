@@ -8,11 +8,14 @@ written. Fields added by newer versions of a stage are shown when present and ne
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from tangram import __version__
 from tangram.errors import TangramError
@@ -48,7 +51,8 @@ def write_run_report(run_dir: Path) -> Path:
     manifest = read_json_or_none(run_dir / "manifest.json")
     if not isinstance(manifest, dict):
         raise TangramError(f"not a TANGRAM run folder (no readable manifest.json): {run_dir}")
-    records: dict[str, dict[str, Any]] = manifest.get("stages") or {}
+    manifest = _clean_manifest(manifest)
+    records: dict[str, dict[str, Any]] = manifest["stages"]
     stages = [s for s in STAGE_TITLES if s in records] + [s for s in records if s not in STAGE_TITLES]
     for stage in STAGE_TITLES:  # stages that never ran still get a section that says so
         if stage not in stages:
@@ -66,9 +70,76 @@ def write_run_report(run_dir: Path) -> Path:
         "log_file": "tangram.log" if (run_dir / "tangram.log").is_file() else None,
         "config": read_json_or_none(run_dir / "config.json"),
     }
-    out = render("run.html.j2", run_dir / REPORT_NAME, **context)
+    try:
+        out = render("run.html.j2", run_dir / REPORT_NAME, **context)
+    except (TypeError, ValueError, AttributeError, jinja2.TemplateError):
+        # a value of a type no builder checked: the section that cannot be shown says so, the rest stays
+        for section in sections:
+            if section.get("data") and not _renders(context, section):
+                section["data"], section["needs_plotly"] = None, False
+                section["error"] = ("its files hold values of a type this report cannot show (edited or "
+                                    "written by another program); see the files in the folder")
+        out = render("run.html.j2", run_dir / REPORT_NAME, **context)
     log.info("report: %s", out)
     return out
+
+
+def _renders(context: dict[str, Any], section: dict[str, Any]) -> bool:
+    """Whether the page renders with `section` as its only section holding data."""
+    from tangram.report.common import environment
+
+    only = [s if s is section else {**s, "data": None} for s in context["sections"]]
+    try:
+        environment().get_template("run.html.j2").render(**{**context, "sections": only})
+    except (TypeError, ValueError, AttributeError, jinja2.TemplateError):
+        return False
+    return True
+
+
+_TEXT_FIELDS = ("status", "reason", "backend", "where", "finished_at", "input_hash")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _number(value: Any) -> int | float | None:
+    """A number from a run folder's JSON, or None for anything else (a string, a list, a bool)."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _clean_record(record: Any) -> dict[str, Any]:
+    """A manifest stage record with each field of the type the report reads (a run folder is data
+    from outside): text fields as text, numbers or nothing, objects or empty; a record that is not
+    an object is shown as unreadable with a sentence saying so."""
+    if not isinstance(record, dict):
+        return {"status": "unreadable",
+                "reason": f"manifest.json holds {type(record).__name__} {_text(record)[:80]} for this stage, "
+                          "not a stage record"}
+    out = dict(record)
+    for key in _TEXT_FIELDS:
+        if key in out and out[key] is not None and not isinstance(out[key], str):
+            out[key] = _text(out[key])
+    seconds = out.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
+        out["seconds"] = None
+    for key in ("execution", "summary"):
+        if key in out and not isinstance(out[key], dict):
+            out[key] = {}
+    return out
+
+
+def _clean_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    stages = manifest.get("stages")
+    stages = stages if isinstance(stages, dict) else {}
+    source = manifest.get("input") if isinstance(manifest.get("input"), dict) else {}
+    source = {**source, "path": source.get("path") if isinstance(source.get("path"), str) else "",
+              "stat": source.get("stat") if isinstance(source.get("stat"), list) else []}
+    run = manifest.get("run")
+    version = manifest.get("tangram_version")
+    return {**manifest, "stages": {str(k): _clean_record(v) for k, v in stages.items()}, "input": source,
+            "run": _text(run) if run is not None else None,
+            "tangram_version": _text(version) if version is not None else None}
 
 
 def _plotly(run_dir: Path, needed: bool) -> str | None:
@@ -88,7 +159,11 @@ def _plotly(run_dir: Path, needed: bool) -> str | None:
 def _header(run_dir: Path, manifest: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     source = manifest.get("input") or {}
     path = Path(source.get("path") or "")
-    video = (read_json_or_none(run_dir / "tracking" / "tracks.json") or {}).get("video") or {}
+    tracks = read_json_or_none(run_dir / "tracking" / "tracks.json")
+    video = tracks.get("video") if isinstance(tracks, dict) and isinstance(tracks.get("video"), dict) else {}
+    video = {k: _number(video.get(k)) for k in ("num_frames", "width", "height", "fps")}
+    if not any(video.values()):
+        video = {}
     if not video and path.exists():  # no tracks: ask the input itself (guarded: it may be gone)
         try:
             from tangram.media import open_media
@@ -99,7 +174,7 @@ def _header(run_dir: Path, manifest: dict[str, Any], records: dict[str, dict[str
         except Exception:
             video = {}
     stat = source.get("stat") or []
-    size = stat[0] if stat else (path.stat().st_size if path.is_file() else None)
+    size = _number(stat[0]) if stat else (path.stat().st_size if path.is_file() else None)
     seconds = [r.get("seconds") for r in records.values() if isinstance(r.get("seconds"), int | float)]
     finished = sorted(r.get("finished_at") for r in records.values() if r.get("finished_at"))
     where: dict[str, list[str]] = {}
@@ -179,6 +254,14 @@ def _section(run_dir: Path, stage: str, record: dict[str, Any] | None) -> dict[s
     return section
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(items: Any) -> list[dict[str, Any]]:
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
 def _rel(run_dir: Path, path: Path) -> str:
     """A URL relative to the run folder (so the folder can be zipped and sent)."""
     return Path(os.path.relpath(path, run_dir)).as_posix()
@@ -211,10 +294,12 @@ def _tracking(run_dir: Path, folder: Path) -> dict[str, Any]:
         raise FileNotFoundError("tracking/tracks.json is missing or unreadable")
     objects = _objects_by_track(run_dir)
     timeline = figures.track_timeline(tracks, objects)
-    info = tracks.get("tracks") or {}
+    info = {k: t for k, t in (tracks.get("tracks") or {}).items() if isinstance(t, dict)} \
+        if isinstance(tracks.get("tracks"), dict) else {}
     classes: dict[str, int] = {}
     for t in info.values():
-        classes[t.get("class_name", "?")] = classes.get(t.get("class_name", "?"), 0) + 1
+        name = str(t.get("class_name", "?"))
+        classes[name] = classes.get(name, 0) + 1
     raw = read_json_or_none(folder / "raw_tracks.json")
     raw_count = len(raw.get("tracks") or {}) if isinstance(raw, dict) else None
     stitching = tracks.get("stitching") if isinstance(tracks.get("stitching"), dict) else {}
@@ -226,7 +311,7 @@ def _tracking(run_dir: Path, folder: Path) -> dict[str, Any]:
         "frame_stride": tracks.get("frame_stride"),
         "track_count": len(info),
         "raw_count": raw_count if raw_count != len(info) else None,
-        "stitched": sum(1 for t in info.values() if len(t.get("members") or []) > 1),
+        "stitched": sum(1 for t in info.values() if isinstance(t.get("members"), list) and len(t["members"]) > 1),
         "classes": sorted(classes.items(), key=lambda kv: (-kv[1], kv[0])),
         "timeline": timeline,
         "hidden_tracks": figures.hidden_tracks(tracks),
@@ -235,11 +320,14 @@ def _tracking(run_dir: Path, folder: Path) -> dict[str, Any]:
 
 def _objects_by_track(run_dir: Path) -> dict[int, dict[str, Any]]:
     """3D objects keyed by every track id they stand for (a newer objects.json lists `members`)."""
-    data = read_json_or_none(run_dir / "reconstruction" / "objects.json") or {}
+    data = _dict(read_json_or_none(run_dir / "reconstruction" / "objects.json"))
     out: dict[int, dict[str, Any]] = {}
-    for obj in data.get("objects") or []:
-        ids = [obj.get("track_id"), *(obj.get("members") or obj.get("member_tracks") or [])]
+    for obj in _dicts(data.get("objects")):
+        members = obj.get("members") or obj.get("member_tracks") or []
+        ids = [obj.get("track_id"), *(members if isinstance(members, list) else [])]
         for tid in ids:
+            if isinstance(tid, bool) or not isinstance(tid, int | str):
+                continue
             try:
                 out[int(tid)] = obj
             except (TypeError, ValueError):
@@ -251,10 +339,12 @@ def _segmentation(run_dir: Path, folder: Path) -> dict[str, Any]:
     masks = read_json_or_none(folder / "masks.json")
     if not isinstance(masks, dict):
         raise FileNotFoundError("segmentation/masks.json is missing or unreadable")
-    keyframes = masks.get("keyframes") or []
+    keyframes = _dicts(masks.get("keyframes"))
+    for kf in keyframes:
+        kf["masks"] = _dicts(kf.get("masks"))
     gallery = []
     for kf in keyframes:
-        image = kf.get("image") or ""
+        image = kf.get("image") if isinstance(kf.get("image"), str) else ""
         overlay = folder / "overlays" / Path(image).name
         shown = overlay if overlay.is_file() else folder / image
         if not shown.is_file():
@@ -267,7 +357,7 @@ def _segmentation(run_dir: Path, folder: Path) -> dict[str, Any]:
             "labels": ", ".join(f"#{m.get('track_id')} {m.get('class_name')}" for m in kf.get("masks") or []),
             "score": sum(scores) / len(scores) if scores else None,
         })
-    backend = masks.get("backend") or ""
+    backend = masks.get("backend") if isinstance(masks.get("backend"), str) else ""
     return {
         "backend": backend,
         "backend_name": "Segment Anything (SAM)" if backend.startswith("sam") else
@@ -281,11 +371,11 @@ def _segmentation(run_dir: Path, folder: Path) -> dict[str, Any]:
 
 
 def _reconstruction(run_dir: Path, folder: Path) -> dict[str, Any]:
-    stats = read_json_or_none(folder / "stats.json") or {}
-    cameras = read_json_or_none(folder / "cameras.json") or {}
-    data = read_json_or_none(folder / "objects.json") or {}
-    objects = data.get("objects") or []
-    scale = cameras.get("scale") or {}
+    stats = _dict(read_json_or_none(folder / "stats.json"))
+    cameras = _dict(read_json_or_none(folder / "cameras.json"))
+    data = _dict(read_json_or_none(folder / "objects.json"))
+    objects = _dicts(data.get("objects"))
+    scale = _dict(cameras.get("scale"))
     scale_rows = [(k, fmt_num(v)) for k, v in scale.items()
                   if k not in ("method", "uncertainty", "metres_per_unit") and isinstance(v, int | float | str | bool)]
     evidence = scale.get("evidence")
@@ -309,7 +399,7 @@ def _reconstruction(run_dir: Path, folder: Path) -> dict[str, Any]:
         "objects": [_object_row(o) for o in objects],
         "scene_spec": scene,
         "points_outside": outside,
-        "unplaced": [_track_text(u) for u in (data.get("unplaced") or []) if isinstance(u, dict)],
+        "unplaced": [_track_text(u) for u in _dicts(data.get("unplaced"))],
         "placement_counts": stats.get("placement") if isinstance(stats.get("placement"), dict) else None,
         "stats_rows": [(k, fmt_num(v)) for k, v in stats.items() if isinstance(v, int | float | str | bool)],
     }
@@ -452,10 +542,11 @@ def _planning(run_dir: Path, folder: Path) -> dict[str, Any]:
     plan = read_json_or_none(folder / "plan.json")
     if not isinstance(plan, dict):
         raise FileNotFoundError("planning/plan.json is missing or unreadable")
-    validation = plan.get("validation") or {}
-    checks = {s.get("index"): s for s in validation.get("steps") or [] if isinstance(s, dict)}
+    validation = _dict(plan.get("validation"))
+    checks = {s.get("index"): s for s in _dicts(validation.get("steps"))}
     steps = []
-    for i, action in enumerate(plan.get("actions") or []):
+    actions = plan.get("actions") if isinstance(plan.get("actions"), list) else []
+    for i, action in enumerate(actions):
         action = action if isinstance(action, dict) else {"action": str(action)}
         check = checks.get(i) or {}
         steps.append({"n": i + 1, "action": action.get("action"),
