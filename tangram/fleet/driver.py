@@ -499,11 +499,11 @@ class BatchDriver:
         shared = set().union(*(s.digests for s in others)) if others else set()
         digests = sorted(state.digests - shared)
         try:
-            freed = self.cluster.client.run(prune_input_scratch, state.ref.fingerprint, digests)
+            freed = self.cluster.client.run(prune_input_scratch, state.ref.fingerprint, digests, on_error="return")
         except Exception as exc:  # a worker gone: its scratch went with it
             log.debug("fleet: pruning the scratch of %s: %s", state.inp.name, exc)
             return
-        total = sum(int(v or 0) for v in freed.values())
+        total = sum(v for v in freed.values() if isinstance(v, int))
         if total:
             log.info("fleet: %s: %d B of worker scratch freed", state.inp.name, total)
 
