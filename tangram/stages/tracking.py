@@ -224,14 +224,18 @@ def detector_runtime(weights_setting: str) -> DetectorRuntime:
 def make_detector(cfg: TrackingConfig) -> Detector:
     """The detector for `cfg.weights` (a path, a name in $TANGRAM_MODEL_DIR, or an Ultralytics
     asset downloaded when online), on the runtime its suffix names."""
-    runtime = detector_runtime(cfg.weights)
-    return UltralyticsDetector(resolve_yolo_weights(cfg.weights), runtime)
+    return _ultralytics_detector(cfg.weights)
 
 
 def load_yolo(weights_setting: str) -> tuple[Any, Path]:
     """The bare Ultralytics model behind a detector, and its weights file (benches compare with it)."""
-    detector = UltralyticsDetector(resolve_yolo_weights(weights_setting), detector_runtime(weights_setting))
+    detector = _ultralytics_detector(weights_setting)
     return detector.model, detector.weights
+
+
+def _ultralytics_detector(weights_setting: str) -> UltralyticsDetector:
+    runtime = detector_runtime(weights_setting)  # an unknown format is named before any look-up
+    return UltralyticsDetector(resolve_yolo_weights(weights_setting), runtime)
 
 
 def tracker_settings(cfg: TrackingConfig, fps: float, detector: Detector) -> tuple[dict[str, Any], dict[str, Any]]:
