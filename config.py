@@ -1,9 +1,9 @@
 """TANGRAM's typed defaults.
 
 Edit the values here for machine-wide defaults. Per run they are overridden, in this order, by a
-TOML file (``--config FILE``, sections named like the fields below), by environment variables
-(``TANGRAM_<SECTION>_<FIELD>``, e.g. ``TANGRAM_THUNDER_SSH_HOST``, plus the short aliases in
-``ENV_ALIASES``) and by command-line flags. ``tangram.settings.load_config`` applies them.
+TOML file or a run's ``config.json`` (``--config FILE``, sections named like the fields below), by
+environment variables (``TANGRAM_<SECTION>_<FIELD>``, e.g. ``TANGRAM_THUNDER_SSH_HOST``, plus the
+short aliases in ``ENV_ALIASES``) and by command-line flags. ``tangram.settings.load_config`` applies them.
 
 The Thunder section users edit is ``HARDWARE_CONFIG["thunder_compute"]``.
 """

@@ -27,17 +27,11 @@ sys.path.insert(0, str(ROOT))
 from config import default_config  # noqa: E402
 from tangram.fileio import read_json  # noqa: E402
 from tangram.geometry import sfm  # noqa: E402
-from tangram.geometry.evaluation import (  # noqa: E402
-    camera_centre_errors,
-    gt_objects_in_table,
-    gt_relations,
-    object_position_errors,
-    score_relations,
-    write_gt_upstream,
-)
+from tangram.geometry.evaluation import camera_centre_errors, object_position_errors, score_relations  # noqa: E402
 from tangram.geometry.graph import read_node_link, relation_set  # noqa: E402
 from tangram.media import open_media  # noqa: E402
 from tangram.sample_scene import SampleScene, ensure_sample, load_sample  # noqa: E402
+from tangram.sim.ground_truth import gt_objects_in_table, gt_relations, write_gt_upstream  # noqa: E402
 from tangram.stages import reconstruction, scene_graph  # noqa: E402
 from tangram.stages.base import StageContext  # noqa: E402
 

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gui", description="TANGRAM desktop GUI")
     p.add_argument("--input", "-i", type=Path, help="preset input: video, image folder or image")
     p.add_argument("--name", help="preset run name (results in exports/NAME/)")
-    p.add_argument("--config", type=Path, help="TOML file overriding config.py")
+    p.add_argument("--config", type=Path, help="TOML file overriding config.py, or a run's config.json")
     p.add_argument("--mode", choices=list(MODES), help="preset: run up to this stage")
     p.add_argument("--thunder", action="store_true", default=None, help="preset the Thunder switch on")
     args = p.parse_args(argv)

@@ -28,11 +28,11 @@ from gui.panels import RunPanel, RunsPanel, StageTable
 from gui.report_action import open_report
 from gui.thunder_status import ThunderStatus, configured_status, connection_test, switched_on
 from gui.views import ResultView, all_views
-from gui.views.base import STAGE_TITLES, describe_missing
+from gui.views.base import describe_missing
 from gui.worker import LogBridge, RunRequest, RunWorker
 from tangram.errors import TangramError
 from tangram.runner import RunResult, load_manifest, stages_until
-from tangram.stages import MODES
+from tangram.stages import MODES, STAGE_TITLES
 
 log = logging.getLogger(__name__)
 

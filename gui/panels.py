@@ -26,10 +26,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from gui.views.base import STAGE_TITLES
 from tangram.errors import TangramError
 from tangram.runner import list_runs, load_manifest
-from tangram.stages import MODES, STAGE_ORDER, available_stages
+from tangram.stages import MODES, STAGE_ORDER, STAGE_TITLES, available_stages
 
 INPUT_FILTER = ("Videos and images (*.mp4 *.mov *.avi *.mkv *.m4v *.webm *.jpg *.jpeg *.png *.bmp *.tif *.tiff)"
                 ";;All (*)")

@@ -47,7 +47,9 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help="run the pipeline up to this stage: track, segment, reconstruct, graph, plan, "
                    "simulate, full (default: full)")
     p.add_argument("--name", help="run name: results go to exports/NAME/ (default: the input's name)")
-    p.add_argument("--config", type=Path, help="TOML file overriding config.py (sections as in config.py)")
+    p.add_argument("--config", type=Path,
+                   help="TOML file overriding config.py (sections as in config.py), or a run's "
+                   "exports/RUN/config.json: the same settings again, so the run's finished stages are reused")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help=f"re-run STAGE even if its output is up to date; 'all' for every stage "
                    f"({', '.join(STAGE_ORDER)}); repeatable")

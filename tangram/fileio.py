@@ -1,7 +1,8 @@
 """Atomic writes and content fingerprints.
 
 Every artefact is written to a temporary name in the same folder and renamed into place, so a
-run killed at any moment never leaves a half-written file under its final name.
+run killed at any moment never leaves a half-written file under its final name; whole folders
+the same way (`replace_dir`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,26 @@ def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def replace_dir(new: Path, target: Path, complete: Callable[[Path], bool] | None = None) -> None:
+    """Move the finished folder `new` to `target` (same file system). A previous `target` is first
+    renamed to `.old-<name>-<pid>` beside it and removed only once `new` is in place, so a process
+    killed between the two renames leaves the old folder to recover (`runner` does).
+
+    complete: for a folder several processes may build at once (the sample cache): when `new`
+    cannot be renamed because another process has just put a folder at `target` for which
+    `complete(target)` holds, that one is kept."""
+    old = target.with_name(f".old-{target.name}-{os.getpid()}")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    try:
+        new.rename(target)
+    except OSError:
+        if complete is None or not complete(target):
+            raise  # the old folder stays beside it
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _json_default(obj: Any) -> Any:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from config import TangramConfig
 from tangram import __version__
 from tangram.errors import StageFailed, TangramError
-from tangram.fileio import file_fingerprint, path_fingerprint, read_json, stable_hash, write_json
+from tangram.fileio import file_fingerprint, path_fingerprint, read_json, replace_dir, stable_hash, write_json
 from tangram.logs import attach_run_log
 from tangram.media import open_media
 from tangram.settings import public_dict
@@ -135,10 +135,10 @@ class Pipeline:
         unknown = forced - set(STAGE_ORDER)
         if unknown:
             raise TangramError(f"--force names unknown stage(s): {', '.join(sorted(unknown))}")
-        with _locked_run_dir(run_dir):
+        with locked_run_dir(run_dir):
             _remove_stale_temp_dirs(run_dir)
             manifest = _read_manifest(run_dir, source.info.path)
-            stale = self._stale_stages(stages, manifest, run_dir, forced)
+            stale = stale_stages(self.config, stages, manifest, run_dir, forced)
             for stage in stale:  # settings errors (weights...) surface before anything is written
                 preflight = get_stage(stage).preflight
                 if preflight is not None:
@@ -156,15 +156,6 @@ class Pipeline:
 
     # -- one stage --------------------------------------------------------------------------
 
-    def _stale_stages(self, stages: list[str], manifest: dict[str, Any], run_dir: Path,
-                      forced: set[str]) -> list[str]:
-        """Stages to (re)run: forced, changed inputs or settings, or downstream of a stage that reruns."""
-        return stale_stages(self.config, stages, manifest, run_dir, forced)
-
-    def _stage_hash(self, spec: StageSpec, manifest: dict[str, Any]) -> str:
-        """Input fingerprint, the stage's config sections and the identity of its upstream results."""
-        return stage_hash(self.config, spec, manifest)
-
     def _run_stage(self, stage: str, run_dir: Path, manifest: dict[str, Any], stale: bool) -> None:
         spec = get_stage(stage)
         records = manifest["stages"]
@@ -178,7 +169,7 @@ class Pipeline:
             log.info("%s: up to date (%s), reusing %s", stage, previous.get("backend"), run_dir / stage)
             self.observer.stage_finished(stage, previous)
             return
-        self._execute(spec, run_dir, manifest, self._stage_hash(spec, manifest))  # upstream may be new
+        self._execute(spec, run_dir, manifest, stage_hash(self.config, spec, manifest))  # upstream may be new
 
     def _execute(self, spec: StageSpec, run_dir: Path, manifest: dict[str, Any], input_hash: str) -> None:
         stage = spec.name
@@ -213,7 +204,7 @@ class Pipeline:
             log.exception("%s: unexpected error", stage)
             self._fail(run_dir, manifest, stage, input_hash, unexpected_error(exc, manifest["input"]), started)
         else:
-            _replace_dir(tmp_dir, run_dir / stage)
+            replace_dir(tmp_dir, run_dir / stage)
             self._record(run_dir, manifest, stage, _done_record(outcome, input_hash, started))
             log.info("%s: done in %.1f s (%s, %s)", stage, time.perf_counter() - started,
                      outcome.backend, outcome.where)
@@ -310,15 +301,6 @@ def _stat_key(path: Path) -> list[int]:
     return [sum(f.stat().st_size for f in files), max(f.stat().st_mtime_ns for f in files), len(files)]
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished temp folder into place; the old folder goes only after the new one is there."""
-    old = dst.with_name(f".old-{dst.name}-{os.getpid()}")
-    if dst.exists():
-        dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _keep_failure(tmp_dir: Path, stage_dir: Path) -> None:
     """A failed stage's `failed/` folder (what explains the failure, see `stages.base`) becomes
     `<stage>/failed/`, replacing the stage's older output (stale now: the manifest says failed)."""
@@ -329,7 +311,7 @@ def _keep_failure(tmp_dir: Path, stage_dir: Path) -> None:
     shutil.rmtree(keep, ignore_errors=True)
     keep.mkdir()
     failed.rename(keep / "failed")
-    _replace_dir(keep, stage_dir)
+    replace_dir(keep, stage_dir)
 
 
 def _remove_stale_temp_dirs(run_dir: Path) -> None:
@@ -343,7 +325,8 @@ def _remove_stale_temp_dirs(run_dir: Path) -> None:
 
 
 @contextmanager
-def _locked_run_dir(run_dir: Path) -> Iterator[None]:
+def locked_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock (created if needed); a second holder gets a TangramError at once."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / ".lock", "w") as lock:
         try:
@@ -435,7 +418,7 @@ def import_stage_dir(run_dir: Path, manifest: dict[str, Any], stage: str, src_di
     """Move a finished stage folder made elsewhere into `run_dir/<stage>/` and record it. `src_dir`
     must be on the same file system (a `.tmp-<stage>-*` folder inside the run folder): the
     rename is atomic, and an interrupted import leaves a temp folder the next run removes."""
-    _replace_dir(src_dir, run_dir / stage)
+    replace_dir(src_dir, run_dir / stage)
     record_stage(run_dir, manifest, stage, record)
 
 
@@ -445,5 +428,3 @@ def open_run_manifest(run_dir: Path, input_path: Path) -> dict[str, Any]:
     _remove_stale_temp_dirs(run_dir)
     return _read_manifest(run_dir, input_path)
 
-
-locked_run_dir = _locked_run_dir

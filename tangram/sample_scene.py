@@ -64,7 +64,7 @@ from tangram.assets import (
 )
 from tangram.assets.urdfs import visual_points
 from tangram.errors import TangramError
-from tangram.fileio import read_json, write_json
+from tangram.fileio import read_json, replace_dir, write_json
 from tangram.sim.bullet import BulletClient, connect, pybullet_data
 from tangram.sim.bullet import pybullet as p
 from tangram.stages.base import ProgressFn, no_progress
@@ -246,28 +246,12 @@ def render_sample(out_dir: Path, seed: int = 0, *, num_frames: int | None = None
             _render_into(tmp, seed, num_frames, fps, width, height, progress)
         else:
             _render_scenario_into(tmp, spec, seed, num_frames, fps, width, height, progress)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir, complete=lambda done: (done / GT_NAME).is_file())  # or another process's
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     scene = load_sample(out_dir)
     scene.render_seconds = time.perf_counter() - started
     return scene
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put the finished folder `new` at `target`, moving any previous one aside first."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    try:
-        new.rename(target)
-    except OSError:
-        if not (target / GT_NAME).is_file():  # not another process's complete sample: a real error
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,12 @@
-"""Effective configuration: config.py defaults < TOML file < TANGRAM_* environment < CLI flags."""
+"""Effective configuration: config.py defaults < config file < TANGRAM_* environment < CLI flags.
+
+The config file is TOML (sections as in config.py) or a run's own `config.json`: `--config
+exports/RUN/config.json` repeats that run's settings (secrets were never written; they come from
+the environment as usual)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,14 +22,14 @@ SECRET_FIELDS: frozenset[tuple[str, str]] = frozenset({("planning", "api_key")})
 
 
 def load_config(
-    toml_path: Path | str | None = None,
+    config_path: Path | str | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TangramConfig:
     """Merge the layers; raise TangramError naming the bad setting."""
     data = default_config().model_dump()
-    if toml_path is not None:
-        _merge(data, _read_toml(Path(toml_path)), "config file")
+    if config_path is not None:
+        _merge(data, read_config_file(Path(config_path)), "config file", keep_none=True)
     _merge(data, _env_layer(os.environ if env is None else env), "environment")
     _merge(data, overrides or {}, "command line")
     try:
@@ -35,9 +40,18 @@ def load_config(
         raise TangramError(f"invalid setting {where}: {err['msg']}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML file, or JSON (a run's `config.json`) when the name ends in .json."""
     if not path.is_file():
         raise TangramError(f"config file not found: {path}")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise TangramError(f"config file {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise TangramError(f"config file {path} must hold one object of sections, as a run's config.json does")
+        return data
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -65,13 +79,15 @@ def _parse_env_value(value: str) -> Any:
     return value
 
 
-def _merge(data: dict[str, Any], layer: Mapping[str, Any], origin: str) -> None:
+def _merge(data: dict[str, Any], layer: Mapping[str, Any], origin: str, keep_none: bool = False) -> None:
+    """Update `data` section by section. None means "not given" on the command line; a file's
+    null (JSON only: TOML has none) is a value, so a run's config.json comes back exactly."""
     for section, values in layer.items():
         if section not in data:
             raise TangramError(f"unknown config section [{section}] in {origin}")
         if not isinstance(values, Mapping):
             raise TangramError(f"config section [{section}] in {origin} must be a table")
-        data[section].update({k: v for k, v in values.items() if v is not None})
+        data[section].update({k: v for k, v in values.items() if keep_none or v is not None})
 
 
 def public_dict(config: TangramConfig) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tangram.fileio import read_json
-from tangram.geometry.evaluation import write_gt_upstream
 from tangram.sample_scene import ensure_sample, load_sample
+from tangram.sim.ground_truth import write_gt_upstream
 from tangram.stages.base import StageContext
 
 # Figures that are wall-clock times, not results.

@@ -19,21 +19,14 @@ from tangram.errors import StageFailed
 from tangram.fileio import read_json
 from tangram.geometry import keyframes as kf
 from tangram.geometry.camera import Intrinsics, View
-from tangram.geometry.evaluation import (
-    camera_centre_errors,
-    gt_objects_in_table,
-    gt_relations,
-    object_position_errors,
-    score_relations,
-    umeyama,
-    write_gt_upstream,
-)
+from tangram.geometry.evaluation import camera_centre_errors, object_position_errors, score_relations, umeyama
 from tangram.geometry.export import read_ply_vertices, write_ply
 from tangram.geometry.lifting import Object3D
 from tangram.geometry.plane import build_table_frame, ransac_plane
 from tangram.geometry.scale import estimate_scale
 from tangram.media import open_media
 from tangram.sample_scene import SampleScene, ensure_sample, load_sample
+from tangram.sim.ground_truth import gt_objects_in_table, gt_relations, write_gt_upstream
 from tangram.stages.base import StageContext
 from tangram.stages.reconstruction import plan_keyframes
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,43 @@ def test_rerun_reuses_finished_stages_and_force_reruns(tmp_path: Path, run_cli, 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["segmentation"]["keyframe_stride"] == 10
     assert "api_key" not in config["planning"]
+
+
+def test_run_repeated_from_its_config_json_reuses_every_stage(sample_run: Path, tmp_path: Path, run_cli) -> None:
+    """`main.py --config exports/RUN/config.json --input ...` gives the same settings, so every stage
+    of the (copied) session sample run is reused: same hashes, same outputs, nothing re-run."""
+    from tangram.runner import default_input
+    from tangram.settings import load_config, public_dict
+
+    run_dir = Path(shutil.copytree(sample_run, tmp_path / "exports" / "sample",
+                                   ignore=shutil.ignore_patterns("*.rrd", "*.mcap")))
+    saved = run_dir / "config.json"
+    assert public_dict(load_config(saved, env={})) == json.loads(saved.read_text())  # round trip
+    before = _manifest(run_dir)["stages"]
+    (run_dir / "tangram.log").unlink()
+    repeat = run_cli("--config", str(saved), "--input", str(default_input()), "--name", "sample")
+    assert repeat.returncode == 0, repeat.stderr
+    after = _manifest(run_dir)["stages"]
+    assert set(after) == set(before) and len(before) == 6
+    for stage, record in before.items():
+        assert after[stage]["status"] == "done"
+        for key in ("input_hash", "output_id", "finished_at"):
+            assert after[stage][key] == record[key], (stage, key)
+    log = (run_dir / "tangram.log").read_text()
+    assert all(f"{stage}: up to date" in log for stage in before), log
+    assert ": starting (" not in log
+
+
+def test_config_json_null_is_a_value_and_bad_json_a_clean_error(tmp_path: Path, run_cli) -> None:
+    from tangram.settings import load_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"fleet": {"dashboard_port": None}, "tracking": {"conf": 0.4}}))
+    config = load_config(path, env={})
+    assert config.fleet.dashboard_port is None and config.tracking.conf == 0.4  # default 8787 replaced
+    path.write_text("{not json")
+    proc = run_cli("--config", str(path), "--mode", "track")
+    assert proc.returncode == 2 and "is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_kill_minus_9_mid_stage_then_resume(tmp_path: Path, yolo_weights: str, apple_video: Path) -> None:

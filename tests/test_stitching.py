@@ -103,15 +103,15 @@ def test_gap_limit_is_in_seconds_not_frames() -> None:
 
 
 def test_track_buffer_is_converted_from_seconds(yolo_weights: str) -> None:
-    from tangram.stages.tracking import load_yolo, tracker_settings
+    from tangram.stages.tracking import make_detector, tracker_settings
 
-    model, _ = load_yolo(yolo_weights)
-    settings, reid = tracker_settings(TrackingConfig(track_buffer_s=2.0, frame_stride=3), 30.0, model)
+    detector = make_detector(TrackingConfig(weights=yolo_weights))
+    settings, reid = tracker_settings(TrackingConfig(track_buffer_s=2.0, frame_stride=3), 30.0, detector)
     assert settings["track_buffer"] == 20  # 2 s of a 30 fps video tracked every 3rd frame
     assert settings["tracker_type"] == "botsort" and settings["track_low_thresh"] == 0.1
     # the int8 TFLite detector has no PyTorch features: ReID falls back, and says why
     assert settings["with_reid"] is False and reid["enabled"] is False and "PyTorch" in reid["reason"]
-    bytetrack, reid = tracker_settings(TrackingConfig(tracker="bytetrack.yaml"), 10.0, model)
+    bytetrack, reid = tracker_settings(TrackingConfig(tracker="bytetrack.yaml"), 10.0, detector)
     assert bytetrack["track_buffer"] == 20 and "gmc_method" not in bytetrack and not reid["enabled"]
 
 

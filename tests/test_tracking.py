@@ -79,3 +79,58 @@ def test_4k_video_streams_within_memory(tmp_path: Path, yolo_weights: str) -> No
     peak_mb = int(proc.stdout.split("RSS")[-1]) / 1024
     print(f"4K tracking peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 1800, f"peak RSS {peak_mb:.0f} MB: frames are being held in memory"
+
+
+# Ultralytics' AutoBackend format for each of TANGRAM's detector runtimes
+_ULTRALYTICS_FORMAT = {"pytorch": "pt", "onnx": "onnx", "tflite": "litert"}
+
+
+@pytest.mark.parametrize("weights", ["yolov8n_int8.tflite", "yolov8n_int8.onnx", "yolov8n.pt"])
+def test_make_detector_runs_each_weights_file_on_its_runtime(weights: str, tmp_path: Path) -> None:
+    """Every detector file on this machine loads on the runtime its suffix names, and tracks a real
+    photo (bus.jpg: one bus and four people) through that runtime."""
+    from conftest import real_file
+    from ultralytics.utils import YAML
+
+    from config import TrackingConfig
+    from tangram.models import find_local
+    from tangram.stages.tracking import make_detector, tracker_settings
+
+    if find_local(weights) is None:
+        pytest.skip(f"{weights} is not on this machine ($TANGRAM_MODEL_DIR, e.g. ../shared/models)")
+    cfg = TrackingConfig(weights=weights)
+    detector = make_detector(cfg)
+    expected = {".tflite": "tflite", ".onnx": "onnx", ".pt": "pytorch"}[Path(weights).suffix]
+    assert detector.runtime == expected and detector.backend == f"ultralytics:{weights}"
+    assert detector.reid_features() is (expected == "pytorch")  # exports carry no PyTorch features
+    settings, _ = tracker_settings(cfg, 30.0, detector)
+    YAML.save(tmp_path / "tracker.yaml", settings)
+    dets = detector.track(cv2.imread(str(real_file("bus.jpg"))), tmp_path / "tracker.yaml", cfg)
+    assert detector.model.predictor.model.format == _ULTRALYTICS_FORMAT[expected]  # the runtime that ran
+    names = sorted(d.class_name for d in dets)
+    assert names.count("bus") == 1 and names.count("person") >= 3, names
+
+
+def test_make_detector_names_what_is_wrong_with_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import TrackingConfig
+    from tangram.errors import TangramError
+    from tangram.settings import load_config
+    from tangram.stages import tracking
+    from tangram.stages.tracking import DETECTOR_RUNTIMES, DetectorRuntime, detector_runtime, make_detector
+
+    assert [detector_runtime(w).name for w in ("a.pt", "b.onnx", "c.TFLITE")] == ["pytorch", "onnx", "tflite"]
+    with pytest.raises(TangramError, match=r"YOLO weights not found: .*missing\.onnx"):
+        make_detector(TrackingConfig(weights=str(tmp_path / "missing.onnx")))
+    engine = tmp_path / "yolov8n.engine"
+    engine.write_bytes(b"TensorRT plan")
+    with pytest.raises(TangramError, match=r"unsupported YOLO weights format: .*yolov8n\.engine .*onnx \(\.onnx\)"):
+        make_detector(TrackingConfig(weights=str(engine)))
+    garbage = tmp_path / "garbage.pt"  # PyTorch weights load at once (exports on their first frame)
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(TangramError, match="cannot load YOLO weights"):
+        make_detector(TrackingConfig(weights=str(garbage)))
+    garbage = garbage.rename(tmp_path / "garbage.onnx")
+    # a runtime package that is not installed: named, with what to install
+    monkeypatch.setitem(DETECTOR_RUNTIMES, ".onnx", DetectorRuntime("onnx", "no_such_runtime_module", "onnxruntime"))
+    with pytest.raises(TangramError, match="need the onnx runtime: pip install onnxruntime"):
+        tracking.preflight(load_config(env={}, overrides={"tracking": {"weights": str(garbage)}}))

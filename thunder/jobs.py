@@ -306,7 +306,7 @@ def fetch(config: TangramConfig, job_id: str, keep: bool = False) -> Any:
 
 def main_jobs(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="tangram jobs", description="Detached jobs on the Thunder host.")
-    p.add_argument("--config", type=Path, help="TOML file overriding config.py")
+    p.add_argument("--config", type=Path, help="TOML file overriding config.py, or a run's config.json")
     p.add_argument("--exports-dir", type=Path, help="where run folders go (default: exports/)")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("submit", help="start a job on the host and return")

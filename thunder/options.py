@@ -13,7 +13,7 @@ from tangram.errors import TangramError
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML file overriding config.py")
+    p.add_argument("--config", type=Path, help="TOML file overriding config.py, or a run's config.json")
     p.add_argument("--trust-new-host", action="store_true",
                    help="accept and record the host key if the host is not in known_hosts yet (TOFU)")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING")

@@ -11,14 +11,9 @@ from PyQt6.QtWidgets import QLabel, QStackedWidget, QTreeWidget, QTreeWidgetItem
 
 from gui.artefacts import ArtefactError
 from tangram.errors import TangramError
-from tangram.stages import available_stages
+from tangram.stages import STAGE_TITLES, available_stages
 
 log = logging.getLogger(__name__)
-
-STAGE_TITLES = {
-    "tracking": "Tracking", "segmentation": "Segmentation", "reconstruction": "Reconstruction",
-    "scene_graph": "Scene graph", "planning": "Planning", "simulation": "Simulation",
-}
 
 
 def describe_missing(stage: str, record: dict[str, Any] | None) -> str:

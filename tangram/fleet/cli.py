@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume the batch --name (its inputs and mode when none are given)")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help=f"re-run STAGE for every input ('all', or one of {', '.join(STAGE_ORDER)})")
-    p.add_argument("--config", type=Path, help="TOML file overriding config.py")
+    p.add_argument("--config", type=Path, help="TOML file overriding config.py, or a run's config.json")
     p.add_argument("--exports-dir", type=Path, help="where batch folders go (default: exports/)")
     p.add_argument("--trust-new-host", action="store_true",
                    help="accept and record unknown SSH host keys (trust on first use)")

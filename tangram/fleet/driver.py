@@ -736,8 +736,3 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def run_batch(config: TangramConfig, options: BatchOptions, observer: BatchObserver | None = None) -> int:
-    with sigterm_as_interrupt():
-        return BatchDriver(config, options, observer).run()

@@ -21,13 +21,12 @@ from typing import Any
 from tangram import __version__
 from tangram.errors import TangramError
 from tangram.report.common import REPORT_NAME, now_text, read_json_or_none, render, when_text
-from tangram.report.run_report import STAGE_TITLES, write_run_report
+from tangram.report.run_report import write_run_report
+from tangram.stages import STAGE_SHORT_TITLES, STAGE_TITLES
 
 log = logging.getLogger("tangram.report")
 
 BATCH_FILE = "batch.json"
-SHORT_TITLES = {"tracking": "Track", "segmentation": "Segm.", "reconstruction": "Recon.", "scene_graph": "Graph",
-                "planning": "Plan", "simulation": "Sim."}
 
 
 def write_batch_report(batch_dir: Path) -> Path:
@@ -63,7 +62,7 @@ def write_batch_report(batch_dir: Path) -> Path:
         "rows": rows,
         "stage_names": [s for s in STAGE_TITLES if any(s in r["stages"] for r in rows)],
         "stage_titles": STAGE_TITLES,
-        "short": SHORT_TITLES,
+        "short": STAGE_SHORT_TITLES,
         "totals": totals,
         "hosts": sorted(((h, float(s), (float(s) / peak if peak else 0.0)) for h, s in hosts.items()
                          if isinstance(s, int | float)), key=lambda x: -x[1]),

@@ -31,17 +31,10 @@ from tangram.report.common import (
     render,
     when_text,
 )
+from tangram.stages import STAGE_TITLES
 
 log = logging.getLogger("tangram.report")
 
-STAGE_TITLES = {
-    "tracking": "Tracking",
-    "segmentation": "Segmentation",
-    "reconstruction": "Reconstruction",
-    "scene_graph": "Scene graph",
-    "planning": "Planning",
-    "simulation": "Simulation",
-}
 MAX_GALLERY = 30  # keyframe overlays shown; the rest are linked from the folder
 
 

@@ -1,5 +1,9 @@
-"""Scene graphs from the sample scene's ground truth, to test planning and simulation in isolation
-from reconstruction (and to bench them).
+"""The rendered sample's ground truth in TANGRAM's own terms, to test and bench stages in isolation:
+- scene graphs, to test planning and simulation apart from reconstruction;
+- tracks.json and masks.json (`write_gt_upstream`), to test reconstruction apart from detector and
+  segmenter errors (the end-to-end tests run the real upstream stages);
+- the true table frame, objects in it and relations, to score reconstruction and the scene graph
+  (with `tangram.geometry.evaluation`).
 
 Each object's box is measured in its own frame: the URDF is loaded at the ground-truth roll and
 pitch with zero yaw and its AABB taken there, so the box is tight (a world AABB of a turned object
@@ -9,15 +13,24 @@ is not). Poses go into the TANGRAM table frame through ground_truth.json's world
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from tangram.errors import TangramError
-from tangram.fileio import read_json
+from tangram.fileio import read_json, write_json
+from tangram.geometry.camera import Intrinsics, View
+from tangram.geometry.relations import TABLE, Box, Relation, spatial_relations
+from tangram.geometry.table import fixation_point
+from tangram.media import frame_name, open_media
 from tangram.planning.world import scene_graph_from_objects
 from tangram.sim.bullet import BulletClient, connect, pybullet_data
+
+if TYPE_CHECKING:
+    from tangram.sample_scene import SampleScene
 
 CLASS_COLORS = {
     "cup": (215, 40, 25),
@@ -121,3 +134,148 @@ def scene_graph_from_ground_truth(sample_dir: Path | str) -> dict[str, Any]:
     local = (table_from_world @ corners.T).T
     span = local[:, :2].max(axis=0) - local[:, :2].min(axis=0)
     return scene_graph_from_objects(objects, (float(span[0]), float(span[1])))
+
+
+# --- tracks, masks, objects and relations from the ground truth -----------------------------------
+
+GT_CLASS_FOR_UNLABELLED = "tray"  # the sample's tray has no COCO class
+
+
+def gt_class(obj: dict[str, Any]) -> str:
+    return obj["coco_class"] or obj["name"] or GT_CLASS_FOR_UNLABELLED
+
+
+def write_gt_upstream(
+    sample: SampleScene, tracking_dir: Path, segmentation_dir: Path, mask_frames: Iterable[int]
+) -> None:
+    """tracks.json for every frame and masks.json for `mask_frames`, from the ground truth.
+
+    Track ids are the ground-truth ids, so predictions and truth pair up by id.
+    """
+    classes = {o["gt_id"]: gt_class(o) for o in sample.objects}
+    frames, counts = [], {gid: 0 for gid in classes}
+    for fr in sample.gt["frames"]:
+        dets = [
+            {
+                "track_id": o["gt_id"],
+                "class_id": -1,
+                "class_name": classes[o["gt_id"]],
+                "confidence": 1.0,
+                "box_xyxy": o["box_xyxy"],
+            }
+            for o in fr["objects"]
+        ]
+        for d in dets:
+            counts[d["track_id"]] += 1
+        frames.append({"frame_index": fr["frame_index"], "detections": dets})
+    tracks = {
+        str(g): {
+            "class_name": classes[g],
+            "num_frames": n,
+            "first_frame": 0,
+            "last_frame": sample.num_frames - 1,
+            "mean_confidence": 1.0,
+        }
+        for g, n in counts.items()
+        if n
+    }
+    w, h = sample.gt["width"], sample.gt["height"]
+    write_json(
+        tracking_dir / "tracks.json",
+        {
+            "format": "tangram.tracks/1",
+            "backend": "ground_truth",
+            "video": {
+                "path": str(sample.video_path),
+                "fps": sample.fps,
+                "width": w,
+                "height": h,
+                "num_frames": sample.num_frames,
+            },
+            "frame_stride": 1,
+            "frames": frames,
+            "tracks": tracks,
+        },
+    )
+    _write_gt_masks(sample, segmentation_dir, sorted(set(mask_frames)), classes)
+
+
+def _write_gt_masks(sample: SampleScene, seg: Path, indices: list[int], classes: dict[int, str]) -> None:
+    (seg / "frames").mkdir(parents=True, exist_ok=True)
+    (seg / "masks").mkdir(parents=True, exist_ok=True)
+    keyframes = []
+    for index, frame in open_media(sample.video_path).frames(indices):
+        image = f"frames/{frame_name(index)}"
+        cv2.imwrite(str(seg / image), frame)
+        inst = sample.mask(index)
+        masks = []
+        for o in sample.gt["frames"][index]["objects"]:
+            rel = f"masks/frame_{index:06d}_id{o['gt_id']:04d}.png"
+            m = (inst == o["gt_id"]).astype(np.uint8) * 255
+            cv2.imwrite(str(seg / rel), m)
+            masks.append(
+                {
+                    "track_id": o["gt_id"],
+                    "class_name": classes[o["gt_id"]],
+                    "box_xyxy": o["box_xyxy"],
+                    "mask": rel,
+                    "area": int((m > 0).sum()),
+                    "score": 1.0,
+                }
+            )
+        keyframes.append({"frame_index": index, "image": image, "masks": masks})
+    write_json(
+        seg / "masks.json", {"format": "tangram.masks/1", "backend": "ground_truth", "keyframes": keyframes}
+    )
+
+
+def gt_table_from_world(sample: SampleScene, origin_frames: Iterable[int] | None = None) -> np.ndarray:
+    """The true TANGRAM table frame: the sample's (z up, y away from the first camera, table top z = 0).
+
+    With origin_frames, its origin follows TANGRAM's rule instead of sitting at the table centre: the
+    fixation point of those frames' true cameras on the table top. The table centre is rarely in full
+    view, so no method can recover it; the fixation point is observable and defined the same way.
+    """
+    world_from_table = np.array(sample.gt["table"]["world_from_table"], float)
+    if origin_frames is not None:
+        views = {f: View(f, _GT_INTRINSICS, sample.world_from_camera(f)) for f in origin_frames}
+        point = fixation_point(views)
+        if point is not None:
+            world_from_table = world_from_table.copy()
+            world_from_table[:2, 3] = point[:2]  # world z is up: the table top keeps its height
+    return np.linalg.inv(world_from_table)
+
+
+_GT_INTRINSICS = Intrinsics("PINHOLE", 2, 2, (1.0, 1.0, 1.0, 1.0))  # fixation uses poses only
+
+
+def gt_objects_in_table(
+    sample: SampleScene, origin_frames: Iterable[int] | None = None
+) -> dict[int, dict[str, Any]]:
+    """gt_id -> {class_name, position (table frame), size} of the ground-truth objects."""
+    table_from_world = gt_table_from_world(sample, origin_frames)
+    out = {}
+    for o in sample.objects:
+        pos = table_from_world[:3, :3] @ np.array(o["position"]) + table_from_world[:3, 3]
+        out[o["gt_id"]] = {"class_name": gt_class(o), "position": pos, "size": np.array(o["size"])}
+    return out
+
+
+def gt_boxes(sample: SampleScene) -> list[Box]:
+    """Ground-truth objects as table-frame boxes: the world AABBs, turned with the table frame.
+
+    Relations do not depend on the frame's origin, so the sample's own (table centre) serves."""
+    world_from_table = np.array(sample.gt["table"]["world_from_table"])
+    yaw = -float(np.arctan2(world_from_table[1, 0], world_from_table[0, 0]))  # world x axis in table frame
+    objs = gt_objects_in_table(sample)
+    return [Box(gid, o["position"], o["size"], yaw, o["class_name"]) for gid, o in objs.items()]
+
+
+def gt_relations(sample: SampleScene, near_factor: float) -> set[Relation]:
+    """Support relations from the physics contacts, spatial ones from the true boxes."""
+    support: set[Relation] = set()
+    for r in sample.gt["relations"]:
+        obj = r["object"] if r["object"] == TABLE else int(r["object"])
+        support |= {(int(r["subject"]), r["relation"], obj), (int(r["subject"]), "supported_by", obj)}
+    stacked = {frozenset((u, v)) for u, _, v in support if v != TABLE}
+    return support | set(spatial_relations(gt_boxes(sample), near_factor, stacked))

@@ -15,6 +15,21 @@ STAGE_ORDER: tuple[str, ...] = (
     "simulation",
 )
 
+# Stage names as people read them (reports, the GUI, summaries), and the short forms for narrow
+# table columns (the batch report); one entry per stage of STAGE_ORDER, in that order.
+STAGE_TITLES: dict[str, str] = {
+    "tracking": "Tracking",
+    "segmentation": "Segmentation",
+    "reconstruction": "Reconstruction",
+    "scene_graph": "Scene graph",
+    "planning": "Planning",
+    "simulation": "Simulation",
+}
+STAGE_SHORT_TITLES: dict[str, str] = {
+    "tracking": "Track", "segmentation": "Segm.", "reconstruction": "Recon.", "scene_graph": "Graph",
+    "planning": "Plan", "simulation": "Sim.",
+}
+
 # --mode NAME runs the pipeline up to and including that stage.
 MODES: dict[str, str] = {
     "track": "tracking",

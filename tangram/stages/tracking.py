@@ -36,15 +36,22 @@ Artefacts in `tracking/`:
 - `tracker.yaml`: the effective Ultralytics tracker configuration the tracker ran with.
 - `preview.mp4`: the tracked frames with boxes, final ids and voted classes drawn (rendered after
   stitching, from `tracks.json`).
+
+Detectors (`Detector`, made by `make_detector` from `tracking.weights`, as `Segmenter` and
+`make_segmenter` are for segmentation): Ultralytics YOLO with its tracker, on the runtime the weights
+file's suffix names (`DETECTOR_RUNTIMES`: PyTorch .pt, ONNX Runtime .onnx, LiteRT .tflite). The
+stage's preflight makes one, so missing weights, an unknown format or a missing runtime package
+fail with one line before anything runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -140,19 +147,98 @@ def prepare_ultralytics_env() -> None:
         os.environ["YOLO_OFFLINE"] = "1"
 
 
+@dataclass(frozen=True)
+class DetectorRuntime:
+    name: str  # "pytorch", "onnx", "tflite"
+    module: str  # what Ultralytics imports to run weights of this suffix
+    package: str  # what to pip-install when it is missing
+
+
+# Weights suffix -> the runtime Ultralytics runs it on. Other Ultralytics exports (TensorRT,
+# OpenVINO...) are not offered: nothing here tests them.
+DETECTOR_RUNTIMES: dict[str, DetectorRuntime] = {
+    ".pt": DetectorRuntime("pytorch", "torch", "torch"),
+    ".onnx": DetectorRuntime("onnx", "onnxruntime", "onnxruntime"),
+    ".tflite": DetectorRuntime("tflite", "ai_edge_litert", "ai-edge-litert"),
+}
+
+
+class Detector(Protocol):
+    """An object detector with its multi-object tracker: one frame in, that frame's tracked
+    detections out; the tracker's state persists from call to call on one detector."""
+
+    backend: str  # tracks.json and the manifest: "ultralytics:<weights file name>"
+    runtime: str  # a DetectorRuntime name
+    weights: Path
+
+    def reid_features(self) -> bool:
+        """Whether the tracker can read ReID features from this detector's own network."""
+        ...
+
+    def track(self, frame_bgr: np.ndarray, tracker_yaml: Path, cfg: TrackingConfig) -> list[Detection]:
+        """Detect on one frame (BGR) and update the tracker configured by `tracker_yaml`; the
+        detections the tracker confirmed, raw tracker ids as `track_id`."""
+        ...
+
+
+class UltralyticsDetector:
+    """Ultralytics YOLO (`model.track(persist=True)`) on PyTorch, ONNX Runtime or LiteRT."""
+
+    def __init__(self, weights: Path, runtime: DetectorRuntime):
+        prepare_ultralytics_env()
+        from ultralytics import YOLO
+
+        # exported formats (.onnx, .tflite) don't always carry the task: these weights are detectors
+        try:
+            self.model = YOLO(str(weights), task="detect")
+        except Exception as exc:  # torch, onnx and tflite loaders each raise their own types
+            raise TangramError(f"cannot load YOLO weights {weights}: {str(exc).splitlines()[0][:200]}") from None
+        self.weights = weights
+        self.runtime = runtime.name
+        self.backend = f"ultralytics:{weights.name}"
+
+    def reid_features(self) -> bool:
+        return _detector_features_available(self.model)
+
+    def track(self, frame_bgr: np.ndarray, tracker_yaml: Path, cfg: TrackingConfig) -> list[Detection]:
+        result = self.model.track(frame_bgr, persist=True, tracker=str(tracker_yaml), conf=min(cfg.conf, cfg.low_conf),
+                                  iou=cfg.iou, imgsz=cfg.imgsz, classes=cfg.classes, device=cfg.device,
+                                  agnostic_nms=cfg.agnostic_nms, verbose=False)[0]
+        return _detections(result)
+
+
+def detector_runtime(weights_setting: str) -> DetectorRuntime:
+    """The runtime for a weights setting, by its suffix; a one-line TangramError when the format is
+    not one TANGRAM runs or its runtime package is not installed."""
+    runtime = DETECTOR_RUNTIMES.get(Path(weights_setting).suffix.lower())
+    if runtime is None:
+        known = ", ".join(f"{r.name} ({suffix})" for suffix, r in DETECTOR_RUNTIMES.items())
+        raise TangramError(f"unsupported YOLO weights format: {weights_setting} (TANGRAM runs Ultralytics "
+                           f"detectors as {known})")
+    if importlib.util.find_spec(runtime.module) is None:
+        raise TangramError(f"YOLO weights {Path(weights_setting).name} need the {runtime.name} runtime: "
+                           f"pip install {runtime.package}")
+    return runtime
+
+
+def make_detector(cfg: TrackingConfig) -> Detector:
+    """The detector for `cfg.weights` (a path, a name in $TANGRAM_MODEL_DIR, or an Ultralytics
+    asset downloaded when online), on the runtime its suffix names."""
+    return _ultralytics_detector(cfg.weights)
+
+
 def load_yolo(weights_setting: str) -> tuple[Any, Path]:
-    weights = resolve_yolo_weights(weights_setting)
-    prepare_ultralytics_env()
-    from ultralytics import YOLO
-
-    # exported formats (.onnx, .tflite) don't always carry the task: these weights are detectors
-    try:
-        return YOLO(str(weights), task="detect"), weights
-    except Exception as exc:  # torch, onnx and tflite loaders each raise their own types
-        raise TangramError(f"cannot load YOLO weights {weights}: {str(exc).splitlines()[0][:200]}") from None
+    """The bare Ultralytics model behind a detector, and its weights file (benches compare with it)."""
+    detector = _ultralytics_detector(weights_setting)
+    return detector.model, detector.weights
 
 
-def tracker_settings(cfg: TrackingConfig, fps: float, model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _ultralytics_detector(weights_setting: str) -> UltralyticsDetector:
+    runtime = detector_runtime(weights_setting)  # an unknown format is named before any look-up
+    return UltralyticsDetector(resolve_yolo_weights(weights_setting), runtime)
+
+
+def tracker_settings(cfg: TrackingConfig, fps: float, detector: Detector) -> tuple[dict[str, Any], dict[str, Any]]:
     """(effective tracker config, ReID report) from the base tracker YAML and TrackingConfig.
 
     Only keys the base config has are overridden (ByteTrack has no gmc_method or ReID keys), except
@@ -182,7 +268,7 @@ def tracker_settings(cfg: TrackingConfig, fps: float, model: Any) -> tuple[dict[
             reid["reason"] = "switched off (tracking.with_reid = false)"
         elif settings.get("model", "auto") != "auto":
             reid = {"enabled": True, "source": str(settings["model"]), "reason": "ReID model from the tracker config"}
-        elif _detector_features_available(model):
+        elif detector.reid_features():
             reid = {"enabled": True, "source": "detector features",
                     "reason": "model: auto reads the PyTorch detector's own features"}
         else:
@@ -208,24 +294,21 @@ def _detector_features_available(model: Any) -> bool:
 
 def run(ctx: StageContext) -> StageOutcome:
     cfg = ctx.config.tracking
-    model, weights = load_yolo(cfg.weights)
+    detector = make_detector(cfg)
     source = open_media(ctx.input_path)
     info = source.info
     fps = info.fps if info.kind == "video" and info.fps > 0 else cfg.image_fps
-    settings, reid = tracker_settings(cfg, fps, model)
+    settings, reid = tracker_settings(cfg, fps, detector)
     from ultralytics.utils import YAML
 
     tracker_yaml = ctx.out_dir / "tracker.yaml"
     YAML.save(tracker_yaml, settings)
-    raw = Tracks(f"ultralytics:{weights.name}", cfg.tracker, {}, cfg.frame_stride,
+    raw = Tracks(detector.backend, cfg.tracker, {}, cfg.frame_stride,
                  extra={"tracker_config": settings, "reid": reid})
     appearance = AppearanceBank()
     decoded = 0
     for frame_index, frame in source.frames(stride=cfg.frame_stride):
-        result = model.track(frame, persist=True, tracker=str(tracker_yaml), conf=min(cfg.conf, cfg.low_conf),
-                             iou=cfg.iou, imgsz=cfg.imgsz, classes=cfg.classes, device=cfg.device,
-                             agnostic_nms=cfg.agnostic_nms, verbose=False)[0]
-        dets = _detections(result)
+        dets = detector.track(frame, tracker_yaml, cfg)
         for det in dets:
             appearance.add(det.track_id, frame, det.box_xyxy)
         raw.frames[frame_index] = dets
@@ -331,7 +414,7 @@ def _preview_size(width: int, height: int, max_width: int = 960) -> tuple[int, i
 
 
 def preflight(config: TangramConfig) -> None:
-    load_yolo(config.tracking.weights)  # raises a one-line TangramError for missing or bad weights
+    make_detector(config.tracking)  # a one-line TangramError for missing, unknown or unloadable weights
 
 
 STAGE = StageSpec(
