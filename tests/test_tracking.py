@@ -96,19 +96,27 @@ def test_make_detector_runs_each_weights_file_on_its_runtime(weights: str, tmp_p
     from tangram.models import find_local
     from tangram.stages.tracking import make_detector, tracker_settings
 
-    if find_local(weights) is None:
-        pytest.skip(f"{weights} is not on this machine ($TANGRAM_MODEL_DIR, e.g. ../shared/models)")
+    trained = find_local(weights) is not None
+    if not trained:
+        # No trained .pt offline: Ultralytics builds the same network from its yolov8n.yaml with
+        # untrained weights, saved as a real .pt; the runtime is then checked, not the detections.
+        from ultralytics import YOLO
+
+        assert Path(weights).suffix == ".pt", f"{weights} should be in ../shared/models"
+        YOLO("yolov8n.yaml").save(tmp_path / weights)
+        weights = str(tmp_path / weights)
     cfg = TrackingConfig(weights=weights)
     detector = make_detector(cfg)
     expected = {".tflite": "tflite", ".onnx": "onnx", ".pt": "pytorch"}[Path(weights).suffix]
-    assert detector.runtime == expected and detector.backend == f"ultralytics:{weights}"
+    assert detector.runtime == expected and detector.backend == f"ultralytics:{Path(weights).name}"
     assert detector.reid_features() is (expected == "pytorch")  # exports carry no PyTorch features
     settings, _ = tracker_settings(cfg, 30.0, detector)
     YAML.save(tmp_path / "tracker.yaml", settings)
     dets = detector.track(cv2.imread(str(real_file("bus.jpg"))), tmp_path / "tracker.yaml", cfg)
     assert detector.model.predictor.model.format == _ULTRALYTICS_FORMAT[expected]  # the runtime that ran
     names = sorted(d.class_name for d in dets)
-    assert names.count("bus") == 1 and names.count("person") >= 3, names
+    if trained:
+        assert names.count("bus") == 1 and names.count("person") >= 3, names
 
 
 def test_make_detector_names_what_is_wrong_with_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
