@@ -68,9 +68,11 @@ class SegmentationConfig(_Section):
 class ReconstructionConfig(_Section):
     max_keyframes: int = Field(60, ge=3)
     min_keyframes: int = Field(5, ge=3)
-    # auto: exhaustive for up to exhaustive_max_images keyframes (video or photos alike: every pair,
-    # so a walk that comes back closes its loop), sequential beyond
-    matcher: Literal["auto", "sequential", "exhaustive"] = "auto"
+    # auto: every pair (exhaustive) while that is no more pairs than retrieval would match, else
+    # retrieval: each keyframe with its sequential_overlap successors and its retrieval_neighbours
+    # most similar keyframes by a vocabulary built from the clip (closes loops; tangram.geometry.pairs).
+    # sequential: successors plus a quadratic overlap, no retrieval.
+    matcher: Literal["auto", "sequential", "exhaustive", "retrieval"] = "auto"
     # global (rotation averaging + global positioning): on the real hololens walk it registered every
     # keyframe where incremental mapping split into several models; incremental is the classic
     mapper: Literal["incremental", "global"] = "global"
@@ -83,8 +85,9 @@ class ReconstructionConfig(_Section):
     known_object_size: tuple[str, float] | None = None  # (class name, height in metres)
     keyframe_min_motion: float = Field(0.03, gt=0.0)  # image-diagonal fractions between keyframes
     static_threshold: float = Field(0.01, ge=0.0)  # below this largest image shift: a static camera
-    sequential_overlap: int = Field(10, ge=1)  # sequential matching: successors matched per image
-    exhaustive_max_images: int = Field(60, ge=2)
+    sequential_overlap: int = Field(5, ge=1)  # sequential/retrieval matching: successors matched per image
+    retrieval_neighbours: int = Field(10, ge=0)  # retrieval matching: most similar images matched per image
+    exhaustive_max_images: int | None = Field(None, ge=2)  # None: where exhaustive is the cheaper (see matcher)
     min_object_points: int = Field(8, ge=1)  # fewer supporting 3D points: position from rays (fallback)
     # Tracks seen in fewer than this share of the tracked frames are detector noise, not objects.
     min_track_fraction: float = Field(0.1, ge=0.0, le=1.0)

@@ -22,7 +22,7 @@ import pycolmap
 
 pycolmap.logging.minloglevel = 2  # warnings and errors only: COLMAP's INFO log is very chatty
 
-Matcher = Literal["sequential", "exhaustive"]
+Matcher = Literal["sequential", "exhaustive", "retrieval"]
 Mapper = Literal["incremental", "global"]
 
 
@@ -34,7 +34,8 @@ class SfmOptions:
     intrinsics: Sequence[float] | None = None  # [fx, fy, cx, cy] in pixels of the written images
     max_image_size: int = 1600
     max_num_features: int = 8192
-    overlap: int = 10  # sequential matching: each image is matched to this many successors
+    overlap: int = 10  # sequential and retrieval matching: each image is matched to this many successors
+    neighbours: int = 10  # retrieval matching: and to this many most similar images (tangram.geometry.pairs)
     seed: int = 0
     # SIFT extraction and matching on every core: features are per image, and two-view verification
     # seeds its RANSAC per image pair (measured: identical poses from 2 threads and from 1, on 17 and
@@ -71,7 +72,7 @@ def run_sfm(
         progress("extracting SIFT features")
         _timed(timings, "extract", lambda: _extract(db, image_dir, image_names, options))
         progress(f"{options.matcher} matching")
-        _timed(timings, "match", lambda: _match(db, options))
+        _timed(timings, "match", lambda: _match(db, options, Path(tmp) / "pairs.txt"))
         progress(f"{options.mapper} mapping")
         models = _timed(timings, "map", lambda: _map(db, image_dir, Path(tmp) / "sparse", options))
     best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
@@ -133,11 +134,23 @@ def camera_mode(image_dir: Path, names: Sequence[str]) -> pycolmap.CameraMode:
     return pycolmap.CameraMode.SINGLE if len(sizes) == 1 else pycolmap.CameraMode.PER_IMAGE
 
 
-def _match(db: Path, options: SfmOptions) -> None:
+def _match(db: Path, options: SfmOptions, pair_list: Path) -> None:
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = options.num_threads
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = options.seed
+    if options.matcher == "retrieval":
+        from tangram.geometry.pairs import write_retrieval_pairs
+
+        write_retrieval_pairs(db, pair_list, options.overlap, options.neighbours, options.seed)
+        pycolmap.match_image_pairs(
+            db,
+            matching_options=matching,
+            pairing_options=pycolmap.ImportedPairingOptions(match_list_path=pair_list),
+            verification_options=verification,
+            device=pycolmap.Device.cpu,
+        )
+        return
     if options.matcher == "exhaustive":
         pycolmap.match_exhaustive(
             db, matching_options=matching, verification_options=verification, device=pycolmap.Device.cpu

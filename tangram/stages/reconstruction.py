@@ -1,11 +1,12 @@
 """Stage `reconstruction`: keyframes -> COLMAP sparse model -> metric table frame -> objects in 3D.
 
 Steps: pick keyframes (enough image motion between them, the sharpest of each step, capped; see
-`tangram.geometry.keyframes`), run pycolmap (SIFT, sequential or exhaustive matching, incremental or
-global mapping, the largest model), find the table plane under the tracked objects, turn the model
-into the table frame (x right, y away from the first camera, z up, table top z = 0, origin where
-the camera's lines of sight meet the table, else the centre of the visible table top), lift every
-track to 3D, estimate metric scale, write artefacts.
+`tangram.geometry.keyframes`), run pycolmap (SIFT; every pair matched while that is the cheaper,
+else each keyframe with its successors and its most similar keyframes by image retrieval,
+`tangram.geometry.pairs`; incremental or global mapping, the largest model), find the table plane
+under the tracked objects, turn the model into the table frame (x right, y away from the first
+camera, z up, table top z = 0, origin where the camera's lines of sight meet the table, else the
+centre of the visible table top), lift every track to 3D, estimate metric scale, write artefacts.
 
 Objects are 3D entities: after SfM every track is triangulated from all its registered views
 (`tangram.geometry.triangulation`), tracks whose 3D evidence coincides are fused
@@ -242,9 +243,7 @@ def plan_keyframes(
             cfg.static_threshold,
             preferred,
         )
-    matcher = cfg.matcher
-    if matcher == "auto":
-        matcher = "exhaustive" if len(selection.frames) <= cfg.exhaustive_max_images else "sequential"
+    matcher = cfg.matcher if cfg.matcher != "auto" else auto_matcher(len(selection.frames), cfg)
     details = {
         "analysed_stride": stride,
         "total_motion": round(selection.total_motion, 4),
@@ -257,6 +256,16 @@ def plan_keyframes(
         attempt.plan = plan
     _check_motion(selection, len(stats.indices), cfg)
     return plan
+
+
+def auto_matcher(num_images: int, cfg: ReconstructionConfig) -> str:
+    """Every pair while that is no more pairs than the window + retrieval plan, retrieval beyond."""
+    from tangram.geometry.pairs import exhaustive_is_cheaper
+
+    if cfg.exhaustive_max_images is not None:
+        return "exhaustive" if num_images <= cfg.exhaustive_max_images else "retrieval"
+    cheaper = exhaustive_is_cheaper(num_images, cfg.sequential_overlap, cfg.retrieval_neighbours)
+    return "exhaustive" if cheaper else "retrieval"
 
 
 def _check_motion(selection: kf.KeyframeSelection, analysed: int, cfg: ReconstructionConfig) -> None:
@@ -311,6 +320,7 @@ def _run_sfm(ctx: StageContext, cfg: ReconstructionConfig, plan: KeyframePlan, i
         max_image_size=cfg.max_image_size,
         max_num_features=cfg.max_features,
         overlap=cfg.sequential_overlap,
+        neighbours=cfg.retrieval_neighbours,
         seed=cfg.seed,
     )
     sfm = run_sfm(
