@@ -118,6 +118,19 @@ class RunFolder:
     def simulation(self) -> dict[str, Any] | None:
         return self.stage_json("simulation")
 
+    def trajectory(self) -> dict[str, np.ndarray] | None:
+        """simulation/trajectory.npz (tangram.sim.trajectory) of a finished simulation, or None."""
+        path = self.path / "simulation" / "trajectory.npz"
+        if not self.has("simulation") or not path.is_file():
+            return None
+        from tangram.sim.trajectory import load_trajectory
+
+        try:
+            data = load_trajectory(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise TangramError(f"simulation/trajectory.npz in {self.path} is not readable: {exc}") from None
+        return data if len(data.get("t", [])) else None
+
     def file(self, relative: str) -> Path | None:
         """A file named in an artefact, relative to the stage folder, when it exists inside the run."""
         path = (self.path / relative).resolve()
