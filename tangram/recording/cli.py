@@ -75,9 +75,19 @@ def main_view(argv: list[str]) -> int:
         print(f"tangram: no display here: copy {rrd} to a desktop and open it with `rerun {rrd.name}` "
               "(pip install rerun-sdk==0.41.0), or run `tangram view` where DISPLAY is set", file=sys.stderr)
         return 2
-    rc = subprocess.call([sys.executable, "-m", "rerun_cli", str(rrd)])
-    if rc != 0:
-        print(f"tangram: the Rerun viewer exited with status {rc}; open {rrd} with `rerun {rrd}` to see why",
-              file=sys.stderr)
+    # The viewer's own messages pass through; it exits 0 even when it could not open its window
+    # (e.g. "Error: app creation error: The GPU/graphics driver is lacking ..."), so its stderr is read.
+    proc = subprocess.Popen([sys.executable, "-m", "rerun_cli", str(rrd)], stderr=subprocess.PIPE, text=True,
+                            errors="replace")
+    failed = None
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        if line.startswith("Error:") and failed is None:
+            failed = line[len("Error:"):].strip()
+    rc = proc.wait()
+    if rc != 0 or failed:
+        why = f": {failed}" if failed else f" (status {rc})"
+        print(f"tangram: the Rerun viewer could not show {rrd}{why}", file=sys.stderr)
         return 2
     return 0
