@@ -254,6 +254,9 @@ def test_mcap_replays_the_whole_simulation(sample_run: Path) -> None:
         m = _tf_matrix(tf)
         assert np.allclose(m[:3, 3], pose["position"], atol=1e-3)  # result.json rounds to 0.1 mm
         assert np.arctan2(m[1, 0], m[0, 0]) == pytest.approx(pose["yaw"], abs=2e-3)
+    sim_cubes = {m.id: m for m in topics["/scene/objects"][0][1].markers if m.ns == "sim_objects"}
+    assert {str(i) for i in sim_cubes} == set(result["final_poses"])
+    assert all(m.frame_locked and m.header.frame_id == f"object_{i}" for i, m in sim_cubes.items())
     assert "panda_hand" in final and "panda_link0" in {t.child_frame_id for t in topics["/tf_static"][0][1].transforms}
     assert not [t for t in topics["/tf_static"][0][1].transforms if t.child_frame_id.startswith("object_")]
 

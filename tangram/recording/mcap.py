@@ -23,6 +23,10 @@ stamped with the run's time plus the simulation seconds (30 Hz):
 - `/joint_states` (sensor_msgs/msg/JointState), one message per sample: the 7 arm joints and the
   2 finger joints (rad, m) from the first physics step to the last.
 - `/sim/actions` (std_msgs/msg/String), one message at the start of each action: "N. action".
+- `/scene/objects` gains a cube per simulated object (ns "sim_objects", id = object id, frame
+  `object_<id>`, frame_locked, size and colour from the scene graph), so the boxes move with `/tf`
+  (centred on pybullet's base frame: the box centre for boxes and cylinders, a mesh's origin for
+  meshes such as the bowl, which may sit a centimetre or so below it).
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ def write_mcap(run_dir: Path | str, out: Path | str | None = None) -> Path:
         if transforms:
             write("/tf_static", "tf2_msgs/msg/TFMessage", {"transforms": transforms}, stamp_ns)
         markers = _markers(cameras, objects, stamp)
+        if trajectory is not None:
+            markers += _sim_markers(run, trajectory, stamp)
         if markers:
             write("/scene/objects", "visualization_msgs/msg/MarkerArray", {"markers": markers}, stamp_ns)
         if plan_text is not None:
@@ -174,6 +180,21 @@ def _marker(ns: str, marker_id: int, centre: Any, yaw: float, size: Any, rgba: l
         "lifetime": {"sec": 0, "nanosec": 0}, "frame_locked": False, "points": [], "colors": [], "text": text,
         "mesh_resource": "", "mesh_use_embedded_materials": False,
     }
+
+
+def _sim_markers(run: RunFolder, traj: dict[str, np.ndarray], stamp: dict[str, int]) -> list[dict]:
+    """A cube per simulated object in its own /tf frame (frame_locked: it moves with the simulation)."""
+    nodes = run.graph_objects()
+    out = []
+    for oid in (int(v) for v in traj["object_ids"]):
+        node = nodes.get(oid, {})
+        colour = [c / 255.0 for c in (node.get("color") or [200, 200, 200])[:3]]
+        marker = _marker("sim_objects", oid, [0.0, 0.0, 0.0], 0.0, node.get("size") or [0.05, 0.05, 0.05],
+                         [*colour, 1.0], f"{node.get('class_name', 'object')} #{oid}", stamp)
+        marker["header"]["frame_id"] = f"object_{oid}"
+        marker["frame_locked"] = True
+        out.append(marker)
+    return out
 
 
 def _markers(cameras: dict[str, Any], objects: list[dict[str, Any]], stamp: dict[str, int]) -> list[dict]:

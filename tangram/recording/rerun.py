@@ -203,20 +203,6 @@ ARM_CHAIN = ("panda_link0", "panda_link1", "panda_link2", "panda_link3", "panda_
              "panda_link6", "panda_link7", "panda_link8", "panda_hand")
 
 
-def _sim_sizes(run: RunFolder) -> dict[int, tuple[list[float], str]]:
-    """id -> (box size, label) of the objects the simulation built (the scene graph's object nodes)."""
-    out: dict[int, tuple[list[float], str]] = {}
-    for node in (run.scene_graph() or {}).get("nodes", []):
-        if node.get("kind") != "object" or node.get("size") is None:
-            continue
-        try:
-            oid = int(node["id"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        out[oid] = ([float(v) for v in node["size"]], f"{node.get('class_name', '?')} #{oid}")
-    return out
-
-
 def _log_simulation(rec: rr.RecordingStream, run: RunFolder) -> None:
     traj = run.trajectory()
     if traj is None:
@@ -244,12 +230,13 @@ def _log_simulation(rec: rr.RecordingStream, run: RunFolder) -> None:
     for j, name in enumerate(traj["joint_names"]):
         rec.send_columns(f"robot/joints/{name}", indexes=times,
                          columns=rr.Scalars.columns(scalars=traj["joint_positions"][:, j]))
-    sizes = _sim_sizes(run)
+    nodes = run.graph_objects()
     for i, oid in enumerate(int(v) for v in traj["object_ids"]):
         path = f"world/sim_objects/{oid}"
         rec.send_columns(path, indexes=times, columns=rr.Transform3D.columns(
             translation=traj["object_positions"][:, i], quaternion=traj["object_quats"][:, i]))
-        size, label = sizes.get(oid, ([0.05, 0.05, 0.05], f"object #{oid}"))
+        node = nodes.get(oid, {})
+        size, label = node.get("size", [0.05, 0.05, 0.05]), f"{node.get('class_name', 'object')} #{oid}"
         rec.log(path, rr.Boxes3D(half_sizes=[np.array(size) / 2], labels=[label], class_ids=[oid], show_labels=True),
                 static=True)
     for index, start, end, text, ok in zip(traj["action_index"], traj["action_start"], traj["action_end"],

@@ -106,6 +106,18 @@ class RunFolder:
     def scene_graph(self) -> dict[str, Any] | None:
         return self.stage_json("scene_graph")
 
+    def graph_objects(self) -> dict[int, dict[str, Any]]:
+        """id -> the scene graph's object node (class_name, size, color...): the simulation's objects."""
+        out: dict[int, dict[str, Any]] = {}
+        for node in (self.scene_graph() or {}).get("nodes", []):
+            if node.get("kind") != "object" or node.get("size") is None:
+                continue
+            try:
+                out[int(node["id"])] = node
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
+
     def plan(self) -> dict[str, Any] | None:
         return self.stage_json("planning")
 
