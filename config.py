@@ -22,6 +22,8 @@ class _Section(BaseModel):
 class RunConfig(_Section):
     exports_dir: str = "exports"
     log_level: str = "INFO"
+    # recording.rrd (Rerun) and simulation/robot.mcap (ROS 2) after every run; off: --no-recording
+    recording: bool = True
 
 
 class TrackingConfig(_Section):

@@ -7,6 +7,7 @@
     tangram jobs submit|status|fetch
     tangram report RUN_OR_BATCH_FOLDER
     tangram export rerun|mcap RUN_FOLDER
+    tangram view RUN_FOLDER
 
 Exit codes: 0 all requested stages done; 1 the run finished but some stage failed or was
 skipped (the manifest says why); 2 bad input or settings (one line on stderr); 130 cancelled.
@@ -26,7 +27,7 @@ from tangram.stages import MODES, STAGE_ORDER
 
 log = logging.getLogger("tangram")
 
-SUBCOMMANDS = ("run", "sample", "thunder", "jobs", "batch", "report", "export")
+SUBCOMMANDS = ("run", "sample", "thunder", "jobs", "batch", "report", "export", "view")
 
 
 def build_run_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,8 @@ def build_run_parser() -> argparse.ArgumentParser:
         description="TANGRAM: turn a video of a tabletop scene into tracks, masks, a 3D scene graph, "
         "a task plan and a simulated robot execution. Results land in exports/<name>/.",
         epilog="Other commands: 'tangram sample --help', 'tangram batch --help' (many inputs on a Dask "
-        "cluster), 'tangram report RUN_FOLDER', 'tangram export rerun|mcap RUN_FOLDER', 'tangram thunder test|setup', "
+        "cluster), 'tangram report RUN_FOLDER', 'tangram export rerun|mcap RUN_FOLDER', "
+        "'tangram view RUN_FOLDER' (Rerun viewer), 'tangram thunder test|setup', "
         "'tangram jobs submit|status|fetch'. Environment: TANGRAM_LOG_LEVEL, TANGRAM_YOLO_WEIGHTS, "
         "TANGRAM_SAM_CHECKPOINT, TANGRAM_MODEL_DIR (folder searched for weights), TANGRAM_<SECTION>_<FIELD> "
         "for any config field, OPENAI_API_KEY / OPENAI_BASE_URL for the planner.",
@@ -81,6 +83,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-gui", action="store_true",
                    help="show the pybullet simulation in a window (needs a display); default headless")
     p.add_argument("--no-video", action="store_true", help="do not record the simulation video")
+    p.add_argument("--no-recording", action="store_true",
+                   help="do not write recording.rrd (Rerun) and simulation/robot.mcap (ROS 2) after the run")
     p.add_argument("--device", help="torch device for tracking and SAM: cpu, cuda, cuda:1")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO; also TANGRAM_LOG_LEVEL)")
     p.add_argument("--version", action="version", version=f"tangram {__version__}")
@@ -111,7 +115,8 @@ def _known_size(text: str) -> tuple[str, float]:
 def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Flags that were given, as config layers; None means 'not given'."""
     return {
-        "run": {"exports_dir": str(args.exports_dir) if args.exports_dir else None, "log_level": args.log_level},
+        "run": {"exports_dir": str(args.exports_dir) if args.exports_dir else None, "log_level": args.log_level,
+                "recording": False if args.no_recording else None},
         "tracking": {"weights": args.yolo_weights, "tracker": args.tracker, "frame_stride": args.frame_stride,
                      "device": args.device},
         "segmentation": {"backend": args.segmenter, "sam_model": args.sam_model,
@@ -164,6 +169,10 @@ def _dispatch(command: str, argv: list[str]) -> int:
         from tangram.recording.cli import main_export
 
         return main_export(argv)
+    if command == "view":
+        from tangram.recording.cli import main_view
+
+        return main_view(argv)
     return _run(build_run_parser().parse_args(argv))
 
 

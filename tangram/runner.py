@@ -7,6 +7,8 @@ Run folder layout (`exports/<name>/`):
   `summary` figures and remote `execution` figures.
 - `config.json`: the effective configuration, secrets left out.
 - `tangram.log`: the run's log.
+- `recording.rrd` (Rerun) and `simulation/robot.mcap` (ROS 2), written after the stages unless
+  `run.recording` is off (`--no-recording`); manifest `recordings` lists them (tangram.recording.hook).
 - `<stage>/`: each stage's artefacts. A stage writes into `.tmp-<stage>-<pid>/`, renamed to
   `<stage>/` only when it finished, so a run killed at any moment leaves no half-written stage
   folder under a final name; the next run deletes the temp folders and resumes.
@@ -151,6 +153,7 @@ class Pipeline:
                 for stage in stages:
                     self._check_cancel()
                     self._run_stage(stage, run_dir, manifest, stage in stale)
+                write_run_recordings(run_dir, manifest, self.config.run.recording)
                 _write_report(run_dir)
         return RunResult(run_dir, manifest, stages)
 
@@ -246,6 +249,18 @@ def unexpected_error(exc: BaseException, input_record: dict[str, Any]) -> str:
     path = Path(str(input_record.get("path", "")))
     return (f"{library} failed on this input ({path.name or 'the input'}): {type(exc).__name__}: {text[:300]}; "
             "the traceback is in tangram.log")
+
+
+def write_run_recordings(run_dir: Path, manifest: dict[str, Any], enabled: bool = True) -> None:
+    """recording.rrd and simulation/robot.mcap (tangram.recording.hook), listed in the manifest;
+    a recording that cannot be written never fails the run."""
+    try:
+        from tangram.recording.hook import write_recordings
+
+        write_recordings(run_dir, manifest, enabled)
+        write_json(run_dir / MANIFEST, manifest)
+    except Exception as exc:
+        log.warning("recordings not written: %s: %s", type(exc).__name__, exc)
 
 
 def _write_report(run_dir: Path) -> None:

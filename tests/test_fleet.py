@@ -89,6 +89,7 @@ def test_batch_json_and_run_folders(local_batch: dict) -> None:
         assert (run / "tracking" / "tracks.json").is_file() and (run / "tracking" / "preview.mp4").is_file()
         assert not list(run.glob(".tmp-*")) and (run / "config.json").is_file()
         assert "tracking: done" in (run / "tangram.log").read_text()
+        assert manifest["recordings"]["rrd"]["status"] == "done" and (run / "recording.rrd").is_file()  # per input
     assert len(workers_used) == 2, "both workers ran a stage"
     totals = data["totals"]
     assert totals["inputs"] == 3 and totals["done"] == 2 and totals["failed"] == 1 and totals["remaining"] == 0

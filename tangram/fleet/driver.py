@@ -472,6 +472,9 @@ class BatchDriver:
         else:
             entry.update(status="done", reason=None)
         if state.manifest is not None:
+            from tangram.runner import write_run_recordings
+
+            write_run_recordings(state.run_dir, state.manifest, self.config.run.recording)  # one per input
             state.manifest["fleet"] = {"batch": self.batch["name"], "seconds": entry["seconds"],
                                        "cost_usd": entry["cost_usd"]}
             write_json(state.run_dir / "manifest.json", state.manifest)

@@ -32,6 +32,9 @@ _DEFS = {
         "string mesh_resource\nbool mesh_use_embedded_materials\n"
     ),
     "visualization_msgs/MarkerArray": "Marker[] markers\n",
+    "sensor_msgs/JointState": (
+        "std_msgs/Header header\nstring[] name\nfloat64[] position\nfloat64[] velocity\nfloat64[] effort\n"
+    ),
 }
 
 _DEPENDS = {
@@ -43,6 +46,7 @@ _DEPENDS = {
     "visualization_msgs/Marker": ["std_msgs/Header", "geometry_msgs/Pose", "geometry_msgs/Vector3",
                                   "std_msgs/ColorRGBA", "builtin_interfaces/Duration", "geometry_msgs/Point"],
     "visualization_msgs/MarkerArray": ["visualization_msgs/Marker"],
+    "sensor_msgs/JointState": ["std_msgs/Header"],
 }
 
 

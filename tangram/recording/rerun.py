@@ -14,6 +14,18 @@ Entities (the world is the metric table frame, z up, metres):
 - `world/objects/<track_id>`: each placed object as a Boxes3D (centre, size, yaw) labelled
   "<class> #<id>", in its measured colour (static).
 - `world/table`: the table top as a flat box of its fitted rectangle at z = 0 (static).
+
+With a simulation (simulation/trajectory.npz, tangram.sim.trajectory), on the `sim_time` timeline
+(seconds from the first physics step, 30 Hz):
+- `world/robot/links`: the Panda's link frames as points, `world/robot/arm`: the chain base ->
+  link 8 -> hand -> fingers as a line strip (labelled "panda"), `world/robot/hand`: the hand's
+  Transform3D (axes shown).
+- `robot/joints/<joint name>`: each joint's position as a Scalars series (rad; fingers in m).
+- `world/sim_objects/<id>`: each simulated object's pose as a Transform3D (pybullet's base frame,
+  as result.json's final_poses) with its box (static, size from the scene graph) labelled
+  "<class> #<id>".
+- `sim/actions`: a TextLog entry at the start of each action ("N. action"), and one at its end
+  ("N. ok" or "N. FAILED").
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ def write_rrd(run_dir: Path | str, out: Path | str | None = None) -> Path:
         rec.log("world", rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
         _log_video(rec, run)
         _log_world(rec, run)
+        _log_simulation(rec, run)
         rec.flush()
         rec.disconnect()
         del rec
@@ -182,3 +195,54 @@ def _log_cameras(rec: rr.RecordingStream, run: RunFolder, cameras: dict[str, Any
                                  camera_xyz=rr.ViewCoordinates.RDF, image_plane_distance=0.05), static=True)
         if loaded is not None:
             rec.log(f"{path}/image", _jpeg(loaded), static=True)
+
+
+# --- the simulation on the sim_time timeline -----------------------------------------------------
+
+ARM_CHAIN = ("panda_link0", "panda_link1", "panda_link2", "panda_link3", "panda_link4", "panda_link5",
+             "panda_link6", "panda_link7", "panda_link8", "panda_hand")
+
+
+def _log_simulation(rec: rr.RecordingStream, run: RunFolder) -> None:
+    traj = run.trajectory()
+    if traj is None:
+        return
+    rec.reset_time()  # the video's `frame` is not this entity's time
+    t = traj["t"].astype(float)
+    times = [rr.TimeColumn("sim_time", duration=t)]
+    names = [str(n) for n in traj["link_names"]]
+    links = traj["link_positions"]
+    n, count = links.shape[0], links.shape[1]
+    rec.send_columns("world/robot/links", indexes=times,
+                     columns=rr.Points3D.columns(positions=links.reshape(-1, 3)).partition([count] * n))
+    rec.log("world/robot/links", rr.Points3D.from_fields(radii=0.012, colors=[[230, 230, 230]]), static=True)
+    chain = [names.index(c) for c in ARM_CHAIN if c in names]
+    fingers = [i for i, c in enumerate(names) if "finger" in c]
+    hand = names.index("panda_hand") if "panda_hand" in names else chain[-1]
+    for k in range(n):
+        rec.set_time("sim_time", duration=float(t[k]))
+        strips = [links[k, chain]] + [links[k, [hand, f]] for f in fingers]
+        rec.log("world/robot/arm", rr.LineStrips3D(strips, radii=0.02, colors=[[240, 120, 40]],
+                                                   labels=["panda"] + [""] * len(fingers)))
+    rec.send_columns("world/robot/hand", indexes=times, columns=rr.Transform3D.columns(
+        translation=links[:, hand], quaternion=traj["link_quats"][:, hand]))
+    rec.log("world/robot/hand", rr.TransformAxes3D(0.1), static=True)
+    for j, name in enumerate(traj["joint_names"]):
+        rec.send_columns(f"robot/joints/{name}", indexes=times,
+                         columns=rr.Scalars.columns(scalars=traj["joint_positions"][:, j]))
+    nodes = run.graph_objects()
+    for i, oid in enumerate(int(v) for v in traj["object_ids"]):
+        path = f"world/sim_objects/{oid}"
+        rec.send_columns(path, indexes=times, columns=rr.Transform3D.columns(
+            translation=traj["object_positions"][:, i], quaternion=traj["object_quats"][:, i]))
+        node = nodes.get(oid, {})
+        size, label = node.get("size", [0.05, 0.05, 0.05]), f"{node.get('class_name', 'object')} #{oid}"
+        rec.log(path, rr.Boxes3D(half_sizes=[np.array(size) / 2], labels=[label], class_ids=[oid], show_labels=True),
+                static=True)
+    for index, start, end, text, ok in zip(traj["action_index"], traj["action_start"], traj["action_end"],
+                                            traj["action_text"], traj["action_success"], strict=True):
+        rec.set_time("sim_time", duration=float(start))
+        rec.log("sim/actions", rr.TextLog(f"{int(index) + 1}. {text}", level=rr.TextLogLevel.INFO))
+        rec.set_time("sim_time", duration=float(end))
+        rec.log("sim/actions", rr.TextLog(f"{int(index) + 1}. {'ok' if ok else 'FAILED'}",
+                                          level=rr.TextLogLevel.INFO if ok else rr.TextLogLevel.ERROR))

@@ -106,6 +106,18 @@ class RunFolder:
     def scene_graph(self) -> dict[str, Any] | None:
         return self.stage_json("scene_graph")
 
+    def graph_objects(self) -> dict[int, dict[str, Any]]:
+        """id -> the scene graph's object node (class_name, size, color...): the simulation's objects."""
+        out: dict[int, dict[str, Any]] = {}
+        for node in (self.scene_graph() or {}).get("nodes", []):
+            if node.get("kind") != "object" or node.get("size") is None:
+                continue
+            try:
+                out[int(node["id"])] = node
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
+
     def plan(self) -> dict[str, Any] | None:
         return self.stage_json("planning")
 
@@ -117,6 +129,19 @@ class RunFolder:
 
     def simulation(self) -> dict[str, Any] | None:
         return self.stage_json("simulation")
+
+    def trajectory(self) -> dict[str, np.ndarray] | None:
+        """simulation/trajectory.npz (tangram.sim.trajectory) of a finished simulation, or None."""
+        path = self.path / "simulation" / "trajectory.npz"
+        if not self.has("simulation") or not path.is_file():
+            return None
+        from tangram.sim.trajectory import load_trajectory
+
+        try:
+            data = load_trajectory(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise TangramError(f"simulation/trajectory.npz in {self.path} is not readable: {exc}") from None
+        return data if len(data.get("t", [])) else None
 
     def file(self, relative: str) -> Path | None:
         """A file named in an artefact, relative to the stage folder, when it exists inside the run."""

@@ -62,6 +62,7 @@ def write_run_report(run_dir: Path) -> Path:
         "version": __version__,
         "log_file": "tangram.log" if (run_dir / "tangram.log").is_file() else None,
         "config": read_json_or_none(run_dir / "config.json"),
+        "recordings": _recordings(run_dir, manifest),
     }
     try:
         out = render("run.html.j2", run_dir / REPORT_NAME, **context)
@@ -194,6 +195,23 @@ def _header(run_dir: Path, manifest: dict[str, Any], records: dict[str, dict[str
         "count": len(STAGE_TITLES),
         "first_problem": problems[0] if problems else None,
     }
+
+
+RECORDING_LABELS = {"rrd": "Rerun: tangram view RUN, or rerun FILE", "mcap": "ROS 2 MCAP: Foxglove, ros2 bag"}
+
+
+def _recordings(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's `recordings` (tangram.recording.hook): a link for each file written, else why not."""
+    entries = manifest.get("recordings")
+    out = []
+    for kind, record in (entries.items() if isinstance(entries, dict) else []):
+        if not isinstance(record, dict) or not record.get("path"):
+            continue
+        written = record.get("status") == "done" and (run_dir / str(record["path"])).is_file()
+        out.append({"kind": kind, "path": str(record["path"]), "label": RECORDING_LABELS.get(kind, kind),
+                    "written": written, "bytes": record.get("bytes"),
+                    "reason": record.get("reason") or record.get("status") or "not written"})
+    return out
 
 
 def _execution(record: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Run a plan in pybullet and write simulation/: result.json, execution.mp4, keyframes/*.png.
+"""Run a plan in pybullet and write simulation/: result.json, execution.mp4, keyframes/*.png,
+trajectory.npz.
 
 result.json: {"format": "tangram.sim/1", "engine", "mode" (direct|gui), "seed", "planner", "task",
 "robot": {"model", "base": [x, y, yaw] (plan.json's robot_base, placed for the task's objects),
@@ -10,7 +11,9 @@ plane was built at the measured floor_z), "world_stood", "settling": {"tolerance
 metres}, "fixed" [ids held static where seen until grasped], "reasons"}},
 "graspability": {id: {"graspable", "reason", "narrowest_cm", "height_cm", "approaches",
 "finger_gap_cm"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
-parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes": [...], "timing"}.
+parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes": [...], "timing",
+"trajectory": {"path": "trajectory.npz", "samples", "hz", "sim_seconds"} (the motion at 30 Hz, format in
+tangram.sim.trajectory)}.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from tangram.planning.world import World
 from tangram.sim.bullet import connect
 from tangram.sim.bullet import pybullet as p
 from tangram.sim.executor import Executor
-from tangram.sim.robot import PandaArm
+from tangram.sim.robot import ARM_JOINTS, FINGER_JOINTS, PandaArm
 from tangram.sim.scene import SceneBuilder
+from tangram.sim.trajectory import TRAJECTORY_NAME, TrajectoryLog
 from tangram.sim.video import Camera, Recorder
 
 SIM_FORMAT = "tangram.sim/1"
@@ -97,6 +101,10 @@ def simulate(
 
         arm = PandaArm(client, (bx, by), byaw, 0.0, step)
         executor = Executor(client, world, sims, arm, table, initial_state(world), steps)
+        trajectory = TrajectoryLog(client, arm.id, (*ARM_JOINTS, *FINGER_JOINTS),
+                                   {o: s.body for o, s in sims.items()}, steps, TIME_STEP)
+        trajectory.sample()
+        hooks.append(trajectory.on_steps)
         seen = {o: client.getBasePositionAndOrientation(s.body) for o, s in sims.items()}
         seen_bottom = {o: float(client.getAABB(s.body)[0][2]) for o, s in sims.items()}
         executor.settle(max_steps=480)  # the scene graph's boxes rarely rest exactly: let them settle
@@ -112,8 +120,10 @@ def simulate(
         outcomes = []
         for i, action in enumerate(actions):
             report(i, len(actions), f"action {i + 1}/{len(actions)}: {action}")
+            started = trajectory.now
             outcome = executor.run(i, action)
             outcomes.append(outcome)
+            trajectory.action(i, started, trajectory.now, str(action), outcome.success)
             status = "ok" if outcome.success else "FAILED"
             keyframes.append(_keyframe(recorder, out_dir, i + 1, f"{i + 1}. {action} {status}"))
             if not outcome.success:
@@ -122,7 +132,7 @@ def simulate(
         moved = {a.object for a in actions if a.object is not None}
         world_check = _world_check(client, sims, seen_bottom, moved, floor)
         world_check["settling"] = settling
-        return _result(
+        result = _result(
             world,
             plan,
             cfg,
@@ -137,6 +147,8 @@ def simulate(
             time.perf_counter() - t_start,
             world_check,
         )
+        result["trajectory"] = trajectory.save(out_dir / TRAJECTORY_NAME)
+        return result
     finally:
         if recorder is not None:
             recorder.close()
