@@ -9,7 +9,7 @@ Overhead per task: a no-op Dask task's round trip, and the fleet's own work per 
 (materialise inputs, pack the output archive on the worker; check, extract and record on the
 client) = wall of a 1-worker batch minus the serial wall, per task.
 
-The projection uses the scorer's cost model (thunder.scorer) for a 1296x720, 50-frame clip with SAM
+The projection uses the scorer's cost model (tangram.execution.cost) for a 1296x720, 50-frame clip with SAM
 vit_b on a GPU host vs this 2-core machine, plus each video's transfer at --link-mb-s, and prints
 how Dask's greedy assignment (longest first) would split 500 such videos across 3 GPU hosts and
 what it would cost at --price-per-hour per host.
@@ -85,9 +85,9 @@ def noop_overhead(tasks: int = 200) -> float:
 def projection(videos: int, hosts: int, link_mb_s: float, price: float) -> None:
     from types import SimpleNamespace
 
+    from tangram.execution.cost import load_coefficients
     from tangram.fleet.planner import stage_seconds
     from tangram.settings import load_config
-    from thunder.scorer import load_coefficients
 
     config = load_config(env={}, overrides={"segmentation": {"backend": "sam"}})
     info = SimpleNamespace(num_frames=50, width=1296, height=720, bytes=1_220_000)  # apple_orbit.mp4

@@ -38,11 +38,7 @@ from typing import Any
 
 from config import FleetHost, TangramConfig
 from tangram.errors import TangramError
-from tangram.fileio import read_json, write_json, write_text
-from tangram.fleet.cluster import FleetCluster, open_cluster
-from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
-from tangram.fleet.metrics import BatchMetrics
-from tangram.fleet.tasks import (
+from tangram.execution.dask import (
     InputBlob,
     InputRef,
     StageResult,
@@ -50,6 +46,10 @@ from tangram.fleet.tasks import (
     prune_input_scratch,
     run_stage_task,
 )
+from tangram.fileio import read_json, write_json, write_text
+from tangram.fleet.cluster import FleetCluster, open_cluster
+from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
+from tangram.fleet.metrics import BatchMetrics
 from tangram.settings import public_dict
 from tangram.stages import MODES, get_stage
 from tangram.stages.base import StageOutcome
@@ -345,7 +345,7 @@ class BatchDriver:
         if needs_input and self.cluster.ships_input:
             blob = client.scatter(InputBlob.of(state.ref), hash=False)
         plans = plan_stages(self.config, state.stale, info, self.gpu_cluster)
-        config_data = _worker_config(self.config)
+        config_data = public_dict(self.config)
         results: dict[str, Any] = {}
         for stage in state.stages:
             spec = get_stage(stage)
@@ -388,21 +388,20 @@ class BatchDriver:
                 self.metrics.queue.dec()
 
     def _import_one(self, state: InputState, stage: str, future: Any) -> None:
-        from tangram.runner import done_record, import_stage_dir, record_stage, stage_hash
+        from tangram.runner import done_record, import_stage_dir, record_stage, skip_unmet, stage_hash
 
         assert self.cluster is not None and state.manifest is not None
         manifest, entry = state.manifest, state.entry
         spec = get_stage(stage)
-        records = manifest["stages"]
-        missing = [r for r in spec.requires if records.get(r, {}).get("status") != "done"]
         input_hash = stage_hash(self.config, spec, manifest)
-        try:
-            result: StageResult = future.result()
-        except Exception as exc:  # raised after every retry, or its worker died too often
-            result = StageResult(state.inp.name, stage, "failed", reason=_reason(exc), produced=True)
-        if missing:
-            why = ", ".join(f"{r} {records.get(r, {}).get('status', 'not run')}" for r in missing)
-            result = StageResult(state.inp.name, stage, "skipped", reason=f"needs {why}")
+        skipped = skip_unmet(state.run_dir, manifest, spec)  # the runner's rule, recorded as the runner does
+        if skipped is not None:
+            result = StageResult(state.inp.name, stage, "skipped", reason=skipped["reason"])
+        else:
+            try:
+                result = future.result()
+            except Exception as exc:  # raised after every retry, or its worker died too often
+                result = StageResult(state.inp.name, stage, "failed", reason=_reason(exc), produced=True)
         tmp_dir = state.run_dir / f".tmp-{stage}-{os.getpid()}"
         if result.status == "done":  # a refused or corrupt archive fails this input's stage alone
             try:
@@ -446,7 +445,8 @@ class BatchDriver:
                 "seconds": round(result.seconds, 3), "where": host, "execution": execution})
             self._run_log(state, f"{stage}: failed on {host}: {result.reason}", logging.ERROR)
         else:
-            record_stage(state.run_dir, manifest, stage, {"status": "skipped", "reason": result.reason})
+            if skipped is None:  # the worker skipped it (cannot happen while imports go in stage order)
+                record_stage(state.run_dir, manifest, stage, {"status": "skipped", "reason": result.reason})
             self._run_log(state, f"{stage}: skipped: {result.reason}", logging.WARNING)
 
     def _input_finished(self, state: InputState) -> bool:
@@ -657,13 +657,6 @@ def _nbytes(path: Path) -> int:
     return path.stat().st_size
 
 
-def _worker_config(config: TangramConfig) -> dict[str, Any]:
-    """The config as workers get it: JSON, secrets dropped (as for Thunder)."""
-    from thunder.executor import worker_config
-
-    return worker_config(config)
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     name = type(exc).__name__
@@ -677,7 +670,7 @@ def _extract_result(result: StageResult, dest: Path) -> None:
     """The worker's archive, checked and extracted into `dest` (a temp folder in the run folder)."""
     import hashlib
 
-    from thunder.archive import safe_extract
+    from tangram.execution.archive import safe_extract
 
     assert result.archive is not None
     digest = hashlib.sha256(result.archive).hexdigest()
