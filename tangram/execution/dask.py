@@ -208,7 +208,6 @@ def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_dat
     """Run `stage` of input `ref` on this worker; see the module docstring."""
     from config import TangramConfig
 
-    warm.enable()  # this process runs many inputs: keep its models
     started = time.perf_counter()
     worker = _worker()
     me = str(worker.name) if worker is not None else "in-process"
@@ -219,6 +218,8 @@ def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_dat
     if reason:
         base.status, base.reason = "skipped", reason
         return base
+    if worker is not None:
+        warm.enable()  # a worker process runs many inputs: keep its models
     scratch = _scratch(worker)
     out = Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=scratch))
     try:

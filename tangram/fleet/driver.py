@@ -390,7 +390,7 @@ class BatchDriver:
     def _import_one(self, state: InputState, stage: str, future: Any) -> None:
         from tangram.runner import done_record, import_stage_dir, record_stage, skip_unmet, stage_hash
 
-        assert self.cluster is not None and state.manifest is not None
+        assert state.manifest is not None
         manifest, entry = state.manifest, state.entry
         spec = get_stage(stage)
         input_hash = stage_hash(self.config, spec, manifest)
@@ -412,7 +412,7 @@ class BatchDriver:
                                              reason=f"its archive was refused: {_reason(exc)}")
         if result.sha256:
             state.digests.add(result.sha256)
-        host = self.cluster.host_of(result.worker, result.worker_address) if result.worker else "-"
+        host = self.cluster.host_of(result.worker, result.worker_address) if result.worker and self.cluster else "-"
         stage_entry = {"status": result.status, "where": host if result.worker else None,
                        "seconds": round(result.seconds, 3), "bytes_up": result.bytes_up,
                        "bytes_down": result.bytes_down, "worker": result.worker or None,
@@ -421,7 +421,7 @@ class BatchDriver:
                        "cpu_estimate_s": entry["stages"].get(stage, {}).get("cpu_estimate_s")}
         if result.reason:
             stage_entry["reason"] = result.reason
-        if result.worker:
+        if result.worker and self.cluster is not None:
             price = self.cluster.price_of(host)
             stage_entry["task_seconds"] = round(result.task_seconds, 3)
             stage_entry["cost_usd"] = round(result.task_seconds * price / 3600.0, 6)
@@ -595,6 +595,8 @@ class BatchDriver:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.batch["cluster"]["workers"] = self.cluster.workers() or self.batch["cluster"]["workers"]
+            if self.batch:
+                self.batch["cluster"]["model_loads"] = self._model_loads()
         if self.batch and self._started_work:
             self.batch["finished_at"] = now_iso()
             self._write(force=True)
@@ -613,6 +615,20 @@ class BatchDriver:
                 with contextlib.suppress(OSError):
                     (self.batch_dir / ".lock").unlink()
                     self.batch_dir.rmdir()
+
+    def _model_loads(self) -> dict[str, dict[str, int]]:
+        """Models each live worker process loaded in this batch, {worker name: {kind: loads}}
+        (`tangram.execution.warm`: one per model per worker when workers stay warm)."""
+        from tangram.execution.warm import loads
+
+        assert self.cluster is not None
+        try:
+            counts = self.cluster.client.run(loads, on_error="return")
+            names = {w["address"]: w["name"] for w in self.cluster.workers()}
+        except Exception as exc:  # workers gone: nothing to read
+            log.debug("fleet: reading model loads: %s", exc)
+            return {}
+        return {names.get(a, a): c for a, c in sorted(counts.items()) if isinstance(c, dict)}
 
     def _run_log(self, state: InputState, message: str, level: int = logging.INFO) -> None:
         """One line in the run's own tangram.log (and the console log)."""
