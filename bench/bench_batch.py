@@ -3,13 +3,15 @@ workers, the engine's overhead per task, and a projection of a 500-video batch o
 
     .venv/bin/python bench/bench_batch.py [--n 4] [--frames 20] [--mode segment]
 
-Serial = one process running `Pipeline.run` over the inputs one after another (models load once,
-as in a worker). The fleet runs go through the real driver (LocalCluster, archives, imports).
+Serial = one process running `Pipeline.run` over the inputs one after another, its models kept
+warm (`tangram.execution.warm`, as in a worker: each model loads once). The fleet runs go through
+the real driver (LocalCluster, archives, imports).
 Overhead per task: a no-op Dask task's round trip, and the fleet's own work per stage task
 (materialise inputs, pack the output archive on the worker; check, extract and record on the
-client) = wall of a 1-worker batch minus the serial wall, per task.
+client) = wall of a 1-worker batch minus the serial wall, per task. Model loads are counted in each
+worker process (batch.json `cluster.model_loads`): one per model per worker when workers stay warm.
 
-The projection uses the scorer's cost model (thunder.scorer) for a 1296x720, 50-frame clip with SAM
+The projection uses the scorer's cost model (tangram.execution.cost) for a 1296x720, 50-frame clip with SAM
 vit_b on a GPU host vs this 2-core machine, plus each video's transfer at --link-mb-s, and prints
 how Dask's greedy assignment (longest first) would split 500 such videos across 3 GPU hosts and
 what it would cost at --price-per-hour per host.
@@ -49,13 +51,24 @@ def make_config(exports: Path, **fleet: object):  # type: ignore[no-untyped-def]
                                           "fleet": {"dashboard_port": None, **fleet}})
 
 
-def serial(inputs: list[Path], config, until: str) -> float:  # type: ignore[no-untyped-def]
+def serial(inputs: list[Path], config, until: str) -> tuple[float, dict[str, int]]:  # type: ignore[no-untyped-def]
+    from tangram.execution import warm
     from tangram.runner import Pipeline
 
+    warm.enable()
+    before = warm.loads()
     started = time.perf_counter()
     for i, path in enumerate(inputs):
         assert Pipeline(config).run(path, name=f"serial-{i}", until=until).ok
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    warm.enable(False)
+    return wall, {k: v - before.get(k, 0) for k, v in warm.loads().items()}
+
+
+def loads_line(batch: dict) -> str:
+    loads = batch["cluster"].get("model_loads") or {}
+    return "; ".join(f"worker {w}: " + (", ".join(f"{k} x{n}" for k, n in sorted(c.items())) or "none")
+                     for w, c in sorted(loads.items())) or "not recorded"
 
 
 def fleet(inputs: list[Path], config, mode: str, workers: int, name: str) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
@@ -85,9 +98,9 @@ def noop_overhead(tasks: int = 200) -> float:
 def projection(videos: int, hosts: int, link_mb_s: float, price: float) -> None:
     from types import SimpleNamespace
 
+    from tangram.execution.cost import load_coefficients
     from tangram.fleet.planner import stage_seconds
     from tangram.settings import load_config
-    from thunder.scorer import load_coefficients
 
     config = load_config(env={}, overrides={"segmentation": {"backend": "sam"}})
     info = SimpleNamespace(num_frames=50, width=1296, height=720, bytes=1_220_000)  # apple_orbit.mp4
@@ -97,7 +110,7 @@ def projection(videos: int, hosts: int, link_mb_s: float, price: float) -> None:
     gpu = {s: stage_seconds(s, info, config, True, 8, coef) for s in stages}
     transfer = info.bytes / (link_mb_s * 1e6) + 3e6 / (link_mb_s * 1e6)  # video up, ~3 MB of archives back
     per_video = sum(gpu.values()) + transfer
-    loads = [0.0] * hosts
+    loads = [coef["model_load_s"]] * hosts  # a warm worker loads its models once, not once per video
     for _ in range(videos):  # identical videos: greedy = round robin; Dask steals the remainder
         loads[loads.index(min(loads))] += per_video
     makespan = max(loads)
@@ -106,6 +119,7 @@ def projection(videos: int, hosts: int, link_mb_s: float, price: float) -> None:
     for s in stages:
         print(f"  {s:<16} {cpu[s]:>10.1f} s              {gpu[s]:>8.1f} s")
     print(f"  transfer per video at {link_mb_s:.0f} MB/s: {transfer:.2f} s")
+    print(f"  model loads: once per host ({coef['model_load_s']:.1f} s), not per video")
     print(f"  per host: {videos // hosts}-{-(-videos // hosts)} videos, {makespan / 3600:.2f} h; "
           f"this machine alone: {videos * sum(cpu.values()) / 3600:.1f} h "
           f"(x{videos * sum(cpu.values()) / makespan:.0f})")
@@ -128,7 +142,7 @@ def main() -> int:
     print(f"rendering {args.n} sample variants of {args.frames} frames...", flush=True)
     inputs = render_variants(args.n, args.frames, root / "inputs")
     config = make_config(root / "exports")
-    t_serial = serial(inputs, config, MODES[args.mode])
+    t_serial, serial_loads = serial(inputs, config, MODES[args.mode])
     t1, b1 = fleet(inputs, config, args.mode, 1, "w1")
     t2, b2 = fleet(inputs, config, args.mode, 2, "w2")
     tasks = sum(len(e["stages"]) for e in b1["inputs"])
@@ -142,6 +156,11 @@ def main() -> int:
     print(f"  fleet work per stage task on the worker (materialise + pack): {pack / tasks * 1000:.0f} ms")
     print(f"  fleet overhead per task incl. cluster start ((1-worker - serial) / tasks): "
           f"{(t1 - t_serial) / tasks:.2f} s")
+    print(f"  per-task overhead (no-op round trip + fleet work on the worker): "
+          f"{(noop + pack / tasks) * 1000:.0f} ms")
+    print(f"  model loads: serial process: {', '.join(f'{k} x{n}' for k, n in sorted(serial_loads.items()))}")
+    print(f"  model loads, 1 worker:  {loads_line(b1)}")
+    print(f"  model loads, 2 workers: {loads_line(b2)}")
     print(f"  moved: {b2['totals']['bytes_down'] / 1e6:.1f} MB archives back, "
           f"{b2['totals']['bytes_up'] / 1e6:.1f} MB to workers")
     projection(500, 3, args.link_mb_s, args.price_per_hour)

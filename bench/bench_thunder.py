@@ -9,7 +9,7 @@
    seconds local, seconds on the loopback host with the breakdown (transfer, remote compute,
    worker start and round trips) and the ratio.
 --calibrate writes the measured GrabCut and worker-start coefficients into the scorer's
-calibration file (thunder.scorer.save_coefficients).
+calibration file (tangram.execution.cost.save_coefficients).
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def bench_transfers(server: SshServer, config: Any, size_mb: int, repeat: int, w
 
 
 def bench_segmentation(config: Any, work: Path) -> dict[str, Any]:
+    from tangram.execution.thunder import offload_policy
     from tangram.runner import Pipeline, default_input
-    from thunder.executor import offload_policy
 
     video = default_input()
     run_section = config.run.model_copy(update={"exports_dir": str(work / "ex")})
@@ -129,7 +129,7 @@ def _mean_box(tracks: dict[str, Any]) -> float:
 
 
 def calibrate(seg: dict[str, Any]) -> dict[str, float]:
-    from thunder.scorer import save_coefficients
+    from tangram.execution.cost import save_coefficients
 
     masks = max(seg["masks"], 1)
     crop_mpx = max(seg["mean_box_px"] * 1.7 / 1e6, 0.01)

@@ -34,12 +34,13 @@ from typing import Any, Protocol
 from config import TangramConfig
 from tangram import __version__
 from tangram.errors import StageFailed, TangramError
+from tangram.execution import Executor, LocalExecutor, unmet_needs
 from tangram.fileio import file_fingerprint, path_fingerprint, read_json, replace_dir, stable_hash, write_json
 from tangram.logs import attach_run_log
 from tangram.media import open_media
 from tangram.settings import public_dict
 from tangram.stages import STAGE_ORDER, available_stages, get_stage
-from tangram.stages.base import Executor, LocalExecutor, StageContext, StageOutcome, StageSpec
+from tangram.stages.base import StageContext, StageOutcome, StageSpec
 
 log = logging.getLogger("tangram.runner")
 
@@ -59,7 +60,7 @@ class RunObserver(Protocol):
 
 
 class OffloadPolicy(Protocol):
-    """Chooses where a stage runs (thunder.executor provides the remote one)."""
+    """Chooses where a stage runs (tangram.execution.thunder provides the remote one)."""
 
     def executor_for(self, spec: StageSpec, ctx: StageContext) -> Executor: ...
 
@@ -68,9 +69,9 @@ class OffloadPolicy(Protocol):
 
 
 def thunder_offload_policy(config: TangramConfig) -> OffloadPolicy:
-    """The offload policy of `--thunder` (thunder.executor); a TangramError if Thunder is not installed."""
+    """The offload policy of `--thunder` (tangram.execution.thunder); a TangramError if Thunder is not installed."""
     try:
-        from thunder.executor import offload_policy
+        from tangram.execution.thunder import offload_policy
     except ImportError as exc:
         raise TangramError(f"Thunder offloading is not available in this installation ({exc})") from None
     return offload_policy(config)
@@ -161,14 +162,12 @@ class Pipeline:
 
     def _run_stage(self, stage: str, run_dir: Path, manifest: dict[str, Any], stale: bool) -> None:
         spec = get_stage(stage)
-        records = manifest["stages"]
-        missing = [r for r in spec.requires if records.get(r, {}).get("status") != "done"]
-        if missing:
-            why = ", ".join(f"{r} {records.get(r, {}).get('status', 'not run')}" for r in missing)
-            self._record(run_dir, manifest, stage, {"status": "skipped", "reason": f"needs {why}"})
+        skipped = skip_unmet(run_dir, manifest, spec)
+        if skipped is not None:
+            self.observer.stage_finished(stage, skipped)
             return
         if not stale:
-            previous = records[stage]
+            previous = manifest["stages"][stage]
             log.info("%s: up to date (%s), reusing %s", stage, previous.get("backend"), run_dir / stage)
             self.observer.stage_finished(stage, previous)
             return
@@ -419,6 +418,18 @@ def record_stage(run_dir: Path, manifest: dict[str, Any], stage: str, record: di
         log.warning("%s: skipped: %s", stage, record["reason"])
     manifest["stages"][stage] = record
     write_json(run_dir / MANIFEST, manifest)
+
+
+def skip_unmet(run_dir: Path, manifest: dict[str, Any], spec: StageSpec) -> dict[str, Any] | None:
+    """Record `spec` as skipped when a stage it requires is not done ("needs tracking failed"),
+    and return that record; None when it can run. The runner and the batch driver both call this."""
+    records = manifest["stages"]
+    reason = unmet_needs(spec.requires, {r: records.get(r, {}).get("status") for r in spec.requires})
+    if reason is None:
+        return None
+    record: dict[str, Any] = {"status": "skipped", "reason": reason}
+    record_stage(run_dir, manifest, spec.name, record)
+    return record
 
 
 def done_record(outcome: StageOutcome, input_hash: str, seconds: float) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def forged_stage_task(*args: Any, **kwargs: Any) -> Any:
     import io
     import tarfile
 
-    from tangram.fleet.tasks import run_stage_task
+    from tangram.execution.dask import run_stage_task
 
     result = run_stage_task(*args, **kwargs)
     if result.status != "done" or result.stage != "tracking" or result.input_name != os.environ.get(FORGED_INPUT_ENV):

@@ -66,7 +66,7 @@ def test_two_runs_and_the_comparison_table(tmp_path: Path, yolo_weights: str,
 def test_thunder_demo_without_a_host_runs_locally(tmp_path: Path, yolo_weights: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """No Thunder host configured: the offloadable stage falls back to local and the table says so."""
-    pytest.importorskip("thunder.executor", reason="thunder.executor (issue 5) is not in this checkout")
+    pytest.importorskip("tangram.execution.thunder", reason="the Thunder executor is not in this checkout")
     desk = real_file("tum_office_desk")
     common = ["--mode", "segment", "--video", str(desk), "--exports-dir", str(tmp_path), "--yolo-weights",
               yolo_weights, "--segmenter", "grabcut"]

@@ -113,8 +113,8 @@ def test_setup_bootstraps_a_fresh_account_then_reuses_it(thunder_section, fresh_
 
     # and the account now runs stages: a --thunder segmentation as that user matches the local one
     from config import ThunderConfig
+    from tangram.execution.thunder import offload_policy
     from tangram.runner import Pipeline
-    from thunder.executor import offload_policy
 
     config = local_config.model_copy(update={"thunder": ThunderConfig(**section)})
     run_section = config.run.model_copy(update={"exports_dir": str(tmp_path / "x")})

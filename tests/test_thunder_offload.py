@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 
 def run_thunder(config: Any, video: Path, name: str, until: str = "segmentation") -> Any:
+    from tangram.execution.thunder import offload_policy
     from tangram.runner import Pipeline
-    from thunder.executor import offload_policy
 
     return Pipeline(config, offload=offload_policy(config)).run(video, name=name, until=until)  # closes it
 

@@ -87,8 +87,9 @@ def test_offload_flag_overrides_the_scorer(cache, tmp_path):
 
 def test_measured_host_decides_by_estimate(cache, tmp_path, reference_run):
     """With the connection test's figures: SAM on a GPU host wins, GrabCut over a slow link loses."""
+    from tangram.execution.cost import compute_seconds, load_coefficients
     from tangram.stages import get_stage
-    from thunder.scorer import Scorer, compute_seconds, load_coefficients
+    from thunder.scorer import Scorer
 
     tracks = reference_run / "tracking"
     video = real_file("apple_orbit.mp4")
@@ -114,7 +115,7 @@ def test_measured_host_decides_by_estimate(cache, tmp_path, reference_run):
 
 
 def test_calibration_overrides_the_defaults(cache):
-    from thunder.scorer import DEFAULT_COEFFICIENTS, load_coefficients, save_coefficients
+    from tangram.execution.cost import DEFAULT_COEFFICIENTS, load_coefficients, save_coefficients
 
     path = save_coefficients({"grabcut_s_per_mpx_box": 0.5, "not_a_coefficient": 3})
     assert json.loads(path.read_text())["grabcut_s_per_mpx_box"] == 0.5

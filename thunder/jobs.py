@@ -30,13 +30,14 @@ from typing import Any
 
 from config import TangramConfig
 from tangram.errors import StageFailed, TangramError
+from tangram.execution.archive import extract_into, folder_files, write_tar
+from tangram.execution.thunder import FOR_PEOPLE_ONLY
 from tangram.fileio import read_json, write_json
+from tangram.settings import public_dict
 from tangram.stages import STAGE_ORDER, available_stages, get_stage
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
-from thunder.archive import extract_into, folder_files, write_tar
 from thunder.bootstrap import ensure_model, ensure_worker
 from thunder.errors import ThunderError
-from thunder.executor import FOR_PEOPLE_ONLY, worker_config
 from thunder.thunder_client import ThunderClient
 
 log = logging.getLogger("thunder")
@@ -82,7 +83,7 @@ def submit(config: TangramConfig, input_path: Path, stages: Sequence[str] | None
         job = {"job_id": job_id, "input": remote_input, "input_name": input_path.name,
                "stages": stages, "requires": requires, "upstream": upstream,
                "gpu_memory_fraction": config.thunder.gpu_memory_fraction, "submitted_at": time.time()}
-        remote_config = worker_config(config)
+        remote_config = public_dict(config)
         _ship_models(client, env, config, stages, remote_config)
         client.put_stream(lambda fh: fh.write(json.dumps(remote_config).encode()), f"{job_dir}/config.json")
         client.put_stream(lambda fh: fh.write(json.dumps(job).encode()), f"{job_dir}/job.json")
@@ -94,7 +95,7 @@ def submit(config: TangramConfig, input_path: Path, stages: Sequence[str] | None
             raise ThunderError(f"could not start job {job_id} on {client.label}: {result.reason()}")
         record = {"job_id": job_id, "host": client.label, "job_dir": job_dir, "input": str(input_path),
                   "run_name": run_name, "stages": stages, "submitted_at": job["submitted_at"],
-                  "config": worker_config(config), "fetched": False, "bytes_up": sent.bytes}
+                  "config": public_dict(config), "fetched": False, "bytes_up": sent.bytes}
     write_json(jobs_dir_local(config) / f"{job_id}.json", record)
     log.info("job %s submitted to %s: %s on %s", job_id, record["host"], ", ".join(stages), input_path.name)
     return record
@@ -156,7 +157,7 @@ def _ship_models(client: ThunderClient, env: Any, config: TangramConfig, stages:
 UNPACK_SCRIPT = r"""
 import sys, os
 from pathlib import Path
-from thunder.archive import safe_extract
+from tangram.execution.archive import safe_extract
 job = Path(sys.argv[1])
 for tar in [job / "input.tar", *sorted((job / "upstream").glob("*.tar"))]:
     if tar.is_file():

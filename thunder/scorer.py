@@ -8,7 +8,8 @@ Inputs: the video's bytes, frames and resolution, the keyframes and detections t
 work on (from tracking/tracks.json), whether a local accelerator exists, the host's GPU and the
 throughput measured by the connection test (cached per host by `tangram thunder test` and after
 every remote stage), and per-stage cost coefficients: defaults measured on a 2-core CPU box and
-published GPU figures, overridden by `bench/bench_thunder.py --calibrate`.
+published GPU figures, overridden by `bench/bench_thunder.py --calibrate` (the cost model itself is
+`tangram.execution.cost`, shared with the batch planner).
 
 Without a host measurement the seed's rules decide: segmentation remote for videos over 100 MB
 or 200 frames, reconstruction remote over 50 images, tracking (and everything else) local.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from config import TangramConfig, ThunderConfig
+from tangram.execution.cost import REMOTE_MARGIN, StageStats, _mb, compute_seconds, load_coefficients, local_accelerator
 from tangram.fileio import write_json
 from tangram.stages.base import StageContext, StageSpec
 
@@ -36,22 +38,6 @@ HOST_REPORT_MAX_AGE_S = 7 * 24 * 3600
 SEED_SEGMENTATION_BYTES = 100e6
 SEED_SEGMENTATION_FRAMES = 200
 SEED_RECONSTRUCTION_IMAGES = 50
-REMOTE_MARGIN = 0.9  # offload only when the host is clearly faster: estimates are rough
-
-# Seconds per unit; "cpu" is this reference machine (2 cores), "gpu" a datacenter GPU.
-DEFAULT_COEFFICIENTS: dict[str, float] = {
-    "worker_start_s": 2.0,  # python + imports on the host: 0.5 s measured on loopback, more on a cold host
-    "session_rtts": 12.0,  # round trips for connect, auth, mkdir, stat, rename, exec...
-    "sam_vit_b_cpu_s_per_keyframe": 11.0,  # set_image on CPU (NOTES.md)
-    "sam_vit_b_gpu_s_per_keyframe": 0.08,
-    "sam_cpu_s_per_box": 0.05,
-    "sam_gpu_s_per_box": 0.004,
-    "grabcut_s_per_mpx_box": 1.6,  # GrabCut per megapixel of (box + margin) crop (bench_thunder.py)
-    "segmentation_write_s_per_keyframe": 0.08,  # JPEG/PNG/overlay writing
-    "colmap_s_per_image_vga": 0.45,  # SIFT + sequential matching + mapping per 640x480 image
-    "colmap_exhaustive_s_per_pair_vga": 0.01,
-}
-SAM_SIZE_FACTOR = {"vit_b": 1.0, "vit_l": 2.3, "vit_h": 4.4}
 
 
 # -- cached host measurements ------------------------------------------------------------------
@@ -95,50 +81,7 @@ def update_host_throughput(cfg: ThunderConfig, direction: str, nbytes: int, seco
     write_json(_host_file(cfg), data)
 
 
-def load_coefficients() -> dict[str, float]:
-    coefficients = dict(DEFAULT_COEFFICIENTS)
-    path = _cache_root() / "calibration.json"
-    if path.is_file():
-        try:
-            coefficients.update({k: float(v) for k, v in json.loads(path.read_text()).items()
-                                 if k in DEFAULT_COEFFICIENTS})
-        except (OSError, ValueError, TypeError):
-            log.warning("ignoring unreadable calibration file %s", path)
-    return coefficients
-
-
-def save_coefficients(values: dict[str, float]) -> Path:
-    path = _cache_root() / "calibration.json"
-    current = {}
-    if path.is_file():
-        current = json.loads(path.read_text())
-    current.update(values)
-    write_json(path, current)
-    return path
-
-
 # -- what the stage will work on ---------------------------------------------------------------
-
-
-@dataclass
-class StageStats:
-    input_bytes: int
-    num_frames: int
-    width: int
-    height: int
-    keyframes: int  # images the stage processes
-    detections: int  # boxes on those images
-    mean_box_px: float  # mean box area in pixels
-    upload_bytes: int  # input + upstream files to send
-    download_bytes: int  # estimated output size
-
-    def describe(self) -> str:
-        return (f"{_mb(self.input_bytes)}, {self.num_frames} frames, {self.width}x{self.height}, "
-                f"{self.keyframes} keyframes, {self.detections} detections")
-
-
-def _mb(nbytes: float) -> str:
-    return f"{nbytes / 1e6:.0f}MB" if nbytes >= 10e6 else f"{nbytes / 1e6:.1f}MB"
 
 
 def _folder_bytes(path: Path) -> int:
@@ -195,53 +138,6 @@ def _output_bytes(stage: str, keyframes: int, detections: int, width: int, heigh
 
 
 # -- the cost models ---------------------------------------------------------------------------
-
-
-def local_accelerator() -> bool:
-    """A CUDA GPU here? Checked without importing torch unless something already did."""
-    import sys
-
-    if "torch" in sys.modules:
-        return bool(sys.modules["torch"].cuda.is_available())
-    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
-
-
-def segmentation_backend(config: TangramConfig) -> str:
-    """The backend the stage will use (same rule as tangram.stages.segmentation, no download)."""
-    cfg = config.segmentation
-    if cfg.backend != "auto":  # "sam" runs SAM or fails: it never quietly becomes GrabCut
-        return "grabcut" if cfg.backend == "grabcut" else f"sam:{cfg.sam_model}"
-    from tangram.models import SAM_CHECKPOINTS, find_local
-
-    name = cfg.sam_checkpoint or SAM_CHECKPOINTS[cfg.sam_model].rsplit("/", 1)[1]
-    return f"sam:{cfg.sam_model}" if find_local(name) else "grabcut"
-
-
-def compute_seconds(stage: str, stats: StageStats, config: TangramConfig, gpu: bool, cpus: int,
-                    coef: dict[str, float]) -> float:
-    """Estimated compute time of `stage` on a machine with/without a CUDA GPU and `cpus` cores."""
-    cpu_speedup = max(0.5, min(8.0, cpus / 2)) ** 0.7  # vs the 2-core reference machine
-    if stage == "segmentation":
-        backend = segmentation_backend(config)
-        megapixels = stats.width * stats.height / 1e6
-        write = stats.keyframes * coef["segmentation_write_s_per_keyframe"] * megapixels / 0.93
-        if backend.startswith("sam"):
-            size = SAM_SIZE_FACTOR.get(backend.split(":")[1], 1.0)
-            if gpu:
-                return write + size * stats.keyframes * coef["sam_vit_b_gpu_s_per_keyframe"] + \
-                    stats.detections * coef["sam_gpu_s_per_box"]
-            return write + (size * stats.keyframes * coef["sam_vit_b_cpu_s_per_keyframe"]
-                            + stats.detections * coef["sam_cpu_s_per_box"]) / cpu_speedup
-        crop_mpx = stats.mean_box_px * 1.7 / 1e6  # box plus GrabCut's margin
-        return write + stats.detections * coef["grabcut_s_per_mpx_box"] * max(crop_mpx, 0.01)
-    if stage == "reconstruction":
-        scale = (stats.width * stats.height / (640 * 480)) ** 0.8 if stats.width else 1.0
-        images = stats.keyframes
-        seconds = images * coef["colmap_s_per_image_vga"] * scale
-        if config.reconstruction.matcher == "exhaustive":
-            seconds += images * (images - 1) / 2 * coef["colmap_exhaustive_s_per_pair_vga"]
-        return seconds / cpu_speedup
-    return float("nan")
 
 
 # -- the decision ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     run-stage --stage NAME --input PATH --upstream NAME=DIR ... --out DIR --config FILE --out-tar FILE
               [--unpack TAR SHA256 DIR] [--verify PATH SHA256] [--gc DATA_DIR --keep RUN_DIR]
-        Runs one stage with the same code as a local run (tangram.stages.get_stage(NAME).run) on a
+        Runs one stage with the same code as a local run (tangram.execution.run_stage_here) on a
         StageContext with host paths, then packs the output folder into --out-tar.
     run-job --job-dir DIR
         One-shot detached worker: runs a submitted job's stages in order and exits (thunder.jobs).
@@ -31,8 +31,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from tangram.execution.archive import safe_extract, tar_folder
+from tangram.execution.base import first_line, run_stage_here
+from tangram.execution.device import select_device
 from tangram.fileio import file_fingerprint
-from thunder.archive import safe_extract, tar_folder
 
 EXIT_STAGE_FAILED, EXIT_SETTINGS, EXIT_DISK_FULL = 3, 4, 5
 
@@ -62,56 +64,10 @@ class Emitter:
         self.emit("progress", completed=completed, total=total, description=description)
 
 
-def select_device(config: Any, gpu_memory_fraction: float) -> tuple[Any, dict[str, Any]]:
-    """On a CUDA host: pick the GPU with most free memory for the stages that leave `device`
-    unset, and cap this process's share of it so several jobs can share one GPU."""
-    if not (os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")):
-        return config, {"device": "cpu"}
-    try:
-        import torch
-    except ImportError:
-        return config, {"device": "cpu", "note": "torch missing"}
-    if not torch.cuda.is_available():
-        return config, {"device": "cpu", "note": "CUDA not available to torch"}
-    free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
-    index = max(range(len(free)), key=free.__getitem__)
-    torch.cuda.set_device(index)
-    torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, index)
-    device = f"cuda:{index}"
-    update = {}
-    for section in ("tracking", "segmentation"):
-        part = getattr(config, section)
-        if part.device is None:
-            update[section] = part.model_copy(update={"device": device})
-    return config.model_copy(update=update), {
-        "device": device, "gpu": torch.cuda.get_device_name(index), "free_mib": free[index] >> 20,
-        "memory_fraction": gpu_memory_fraction, "fp16": bool(config.segmentation.fp16)}
-
-
 def load_config(path: Path) -> Any:
     from config import TangramConfig
 
     return TangramConfig.model_validate(json.loads(path.read_text()))
-
-
-def run_stage_here(stage: str, input_path: Path, upstream: dict[str, Path], out_dir: Path, config: Any,
-                   progress: Callable[..., None]) -> tuple[Any, float]:
-    """Run one stage exactly as the local runner would; returns (outcome, seconds)."""
-    from tangram.stages import get_stage
-    from tangram.stages.base import StageContext
-
-    spec = get_stage(stage)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(stage=stage, input_path=input_path, out_dir=out_dir, upstream=upstream,
-                       config=config, progress=progress)
-    started = time.perf_counter()
-    outcome = spec.run(ctx)
-    return outcome, time.perf_counter() - started
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def classify(exc: BaseException) -> tuple[str, int]:

@@ -34,7 +34,7 @@ from typing import Any
 
 from config import FleetHost, TangramConfig, ThunderConfig
 from tangram.errors import TangramError
-from tangram.fleet.tasks import GPU_SHARE_ENV
+from tangram.execution.dask import GPU_SHARE_ENV
 
 log = logging.getLogger("tangram.fleet")
 

@@ -38,11 +38,7 @@ from typing import Any
 
 from config import FleetHost, TangramConfig
 from tangram.errors import TangramError
-from tangram.fileio import read_json, write_json, write_text
-from tangram.fleet.cluster import FleetCluster, open_cluster
-from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
-from tangram.fleet.metrics import BatchMetrics
-from tangram.fleet.tasks import (
+from tangram.execution.dask import (
     InputBlob,
     InputRef,
     StageResult,
@@ -50,6 +46,10 @@ from tangram.fleet.tasks import (
     prune_input_scratch,
     run_stage_task,
 )
+from tangram.fileio import read_json, write_json, write_text
+from tangram.fleet.cluster import FleetCluster, open_cluster
+from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
+from tangram.fleet.metrics import BatchMetrics
 from tangram.settings import public_dict
 from tangram.stages import MODES, get_stage
 from tangram.stages.base import StageOutcome
@@ -345,7 +345,7 @@ class BatchDriver:
         if needs_input and self.cluster.ships_input:
             blob = client.scatter(InputBlob.of(state.ref), hash=False)
         plans = plan_stages(self.config, state.stale, info, self.gpu_cluster)
-        config_data = _worker_config(self.config)
+        config_data = public_dict(self.config)
         results: dict[str, Any] = {}
         for stage in state.stages:
             spec = get_stage(stage)
@@ -388,21 +388,20 @@ class BatchDriver:
                 self.metrics.queue.dec()
 
     def _import_one(self, state: InputState, stage: str, future: Any) -> None:
-        from tangram.runner import done_record, import_stage_dir, record_stage, stage_hash
+        from tangram.runner import done_record, import_stage_dir, record_stage, skip_unmet, stage_hash
 
-        assert self.cluster is not None and state.manifest is not None
+        assert state.manifest is not None
         manifest, entry = state.manifest, state.entry
         spec = get_stage(stage)
-        records = manifest["stages"]
-        missing = [r for r in spec.requires if records.get(r, {}).get("status") != "done"]
         input_hash = stage_hash(self.config, spec, manifest)
-        try:
-            result: StageResult = future.result()
-        except Exception as exc:  # raised after every retry, or its worker died too often
-            result = StageResult(state.inp.name, stage, "failed", reason=_reason(exc), produced=True)
-        if missing:
-            why = ", ".join(f"{r} {records.get(r, {}).get('status', 'not run')}" for r in missing)
-            result = StageResult(state.inp.name, stage, "skipped", reason=f"needs {why}")
+        skipped = skip_unmet(state.run_dir, manifest, spec)  # the runner's rule, recorded as the runner does
+        if skipped is not None:
+            result = StageResult(state.inp.name, stage, "skipped", reason=skipped["reason"])
+        else:
+            try:
+                result = future.result()
+            except Exception as exc:  # raised after every retry, or its worker died too often
+                result = StageResult(state.inp.name, stage, "failed", reason=_reason(exc), produced=True)
         tmp_dir = state.run_dir / f".tmp-{stage}-{os.getpid()}"
         if result.status == "done":  # a refused or corrupt archive fails this input's stage alone
             try:
@@ -413,7 +412,7 @@ class BatchDriver:
                                              reason=f"its archive was refused: {_reason(exc)}")
         if result.sha256:
             state.digests.add(result.sha256)
-        host = self.cluster.host_of(result.worker, result.worker_address) if result.worker else "-"
+        host = self.cluster.host_of(result.worker, result.worker_address) if result.worker and self.cluster else "-"
         stage_entry = {"status": result.status, "where": host if result.worker else None,
                        "seconds": round(result.seconds, 3), "bytes_up": result.bytes_up,
                        "bytes_down": result.bytes_down, "worker": result.worker or None,
@@ -422,7 +421,7 @@ class BatchDriver:
                        "cpu_estimate_s": entry["stages"].get(stage, {}).get("cpu_estimate_s")}
         if result.reason:
             stage_entry["reason"] = result.reason
-        if result.worker:
+        if result.worker and self.cluster is not None:
             price = self.cluster.price_of(host)
             stage_entry["task_seconds"] = round(result.task_seconds, 3)
             stage_entry["cost_usd"] = round(result.task_seconds * price / 3600.0, 6)
@@ -446,7 +445,8 @@ class BatchDriver:
                 "seconds": round(result.seconds, 3), "where": host, "execution": execution})
             self._run_log(state, f"{stage}: failed on {host}: {result.reason}", logging.ERROR)
         else:
-            record_stage(state.run_dir, manifest, stage, {"status": "skipped", "reason": result.reason})
+            if skipped is None:  # the worker skipped it (cannot happen while imports go in stage order)
+                record_stage(state.run_dir, manifest, stage, {"status": "skipped", "reason": result.reason})
             self._run_log(state, f"{stage}: skipped: {result.reason}", logging.WARNING)
 
     def _input_finished(self, state: InputState) -> bool:
@@ -598,6 +598,8 @@ class BatchDriver:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.batch["cluster"]["workers"] = self.cluster.workers() or self.batch["cluster"]["workers"]
+            if self.batch:
+                self.batch["cluster"]["model_loads"] = self._model_loads()
         if self.batch and self._started_work:
             self.batch["finished_at"] = now_iso()
             self._write(force=True)
@@ -616,6 +618,20 @@ class BatchDriver:
                 with contextlib.suppress(OSError):
                     (self.batch_dir / ".lock").unlink()
                     self.batch_dir.rmdir()
+
+    def _model_loads(self) -> dict[str, dict[str, int]]:
+        """Models each live worker process loaded in this batch, {worker name: {kind: loads}}
+        (`tangram.execution.warm`: one per model per worker when workers stay warm)."""
+        from tangram.execution.warm import loads
+
+        assert self.cluster is not None
+        try:
+            counts = self.cluster.client.run(loads, on_error="return")
+            names = {w["address"]: w["name"] for w in self.cluster.workers()}
+        except Exception as exc:  # workers gone: nothing to read
+            log.debug("fleet: reading model loads: %s", exc)
+            return {}
+        return {names.get(a, a): c for a, c in sorted(counts.items()) if isinstance(c, dict)}
 
     def _run_log(self, state: InputState, message: str, level: int = logging.INFO) -> None:
         """One line in the run's own tangram.log (and the console log)."""
@@ -660,13 +676,6 @@ def _nbytes(path: Path) -> int:
     return path.stat().st_size
 
 
-def _worker_config(config: TangramConfig) -> dict[str, Any]:
-    """The config as workers get it: JSON, secrets dropped (as for Thunder)."""
-    from thunder.executor import worker_config
-
-    return worker_config(config)
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     name = type(exc).__name__
@@ -680,7 +689,7 @@ def _extract_result(result: StageResult, dest: Path) -> None:
     """The worker's archive, checked and extracted into `dest` (a temp folder in the run folder)."""
     import hashlib
 
-    from thunder.archive import safe_extract
+    from tangram.execution.archive import safe_extract
 
     assert result.archive is not None
     digest = hashlib.sha256(result.archive).hexdigest()

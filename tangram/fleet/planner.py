@@ -1,6 +1,6 @@
 """Priorities and GPU requests of a batch's tasks, from the complexity scorer's cost model.
 
-Per stale stage of an input: the scorer's CPU and GPU compute estimates (`thunder.scorer.
+Per stale stage of an input: the scorer's CPU and GPU compute estimates (`tangram.execution.cost.
 compute_seconds`, with a `StageStats` made from the input's size, frames and resolution before
 tracking has run: 3 detections per frame assumed). A heavy stage (`StageSpec.offloadable`) asks for
 `GPU=1` when the cluster has GPU workers and the GPU estimate plus the transfer of its input
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import TangramConfig
+from tangram.execution.cost import REMOTE_MARGIN, StageStats, compute_seconds, load_coefficients
 from tangram.stages import get_stage
-from thunder.scorer import REMOTE_MARGIN, StageStats, compute_seconds, load_coefficients
 
 # Seconds per 640x480 frame (tracking) or per stage, where the scorer has no model (2-core CPU).
 TRACKING_S_PER_VGA_FRAME = 0.12

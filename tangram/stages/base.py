@@ -2,7 +2,7 @@
 
 A stage is a function of (the run's input, its upstream stages' folders, the config) that writes
 its artefacts into `ctx.out_dir`. It knows nothing of where it runs: the runner gives it a fresh
-temporary folder (locally, or on the Thunder host through `thunder.worker`) and renames the folder
+temporary folder (locally, or elsewhere through an executor of `tangram.execution`) and renames the folder
 to `exports/<run>/<stage>/` only once the stage returned, so a finished folder is always complete.
 
 A stage that fails with `StageFailed` may leave what explains the failure (diagnostics, a partial
@@ -70,17 +70,6 @@ class StageOutcome:
     where: str = "local"  # "local" or the remote host that ran it (set by the executor)
     # Set by a remote executor: bytes_up, bytes_down, transfer_s, remote_compute_s, cost_usd...
     execution: dict[str, Any] = field(default_factory=dict)
-
-
-class Executor(Protocol):
-    """Runs a stage somewhere and leaves its artefacts in ctx.out_dir on this machine."""
-
-    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome: ...
-
-
-class LocalExecutor:
-    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome:
-        return spec.run(ctx)
 
 
 @dataclass(frozen=True)

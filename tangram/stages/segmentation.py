@@ -128,8 +128,11 @@ def make_segmenter(cfg: SegmentationConfig) -> Segmenter:
     if cfg.backend == "grabcut":
         return GrabCutSegmenter(cfg.grabcut_iterations)
     checkpoint = resolve_sam_checkpoint(cfg.sam_model, cfg.sam_checkpoint, cfg.sam_download)
-    if checkpoint is not None:
-        return SamSegmenter(cfg.sam_model, checkpoint, cfg.device, cfg.fp16)
+    if checkpoint is not None:  # a warm worker (tangram.execution.warm) loads it once per process
+        from tangram.execution import warm
+
+        return warm.model(f"sam:{cfg.sam_model}:fp16={cfg.fp16}", checkpoint, cfg.device,
+                          lambda: SamSegmenter(cfg.sam_model, checkpoint, cfg.device, cfg.fp16))
     if cfg.backend == "sam":
         raise TangramError(_NO_SAM)
     log.warning("no SAM checkpoint available (offline?): segmenting with the GrabCut fallback")

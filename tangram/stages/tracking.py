@@ -223,8 +223,19 @@ def detector_runtime(weights_setting: str) -> DetectorRuntime:
 
 def make_detector(cfg: TrackingConfig) -> Detector:
     """The detector for `cfg.weights` (a path, a name in $TANGRAM_MODEL_DIR, or an Ultralytics
-    asset downloaded when online), on the runtime its suffix names."""
-    return _ultralytics_detector(cfg.weights)
+    asset downloaded when online), on the runtime its suffix names. A warm worker
+    (`tangram.execution.warm`) loads it once per process and gives it back with a fresh tracker."""
+    from tangram.execution import warm
+
+    return warm.model("detector", cfg.weights, cfg.device, lambda: _ultralytics_detector(cfg.weights),
+                      reset=_new_tracker)
+
+
+def _new_tracker(detector: UltralyticsDetector) -> None:
+    """Forget the last input's tracker: the next `track(persist=True)` builds one from its yaml (ids from 1)."""
+    predictor = getattr(detector.model, "predictor", None)
+    if predictor is not None and hasattr(predictor, "trackers"):
+        del predictor.trackers
 
 
 def load_yolo(weights_setting: str) -> tuple[Any, Path]:

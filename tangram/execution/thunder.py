@@ -1,15 +1,16 @@
-"""Running stages on the Thunder host, and the policy that decides which stages go there.
+"""The Thunder executor: stages on a remote GPU host over SSH, and the policy that sends them there.
 
 The runner asks `policy.executor_for(spec, ctx)` for each stage (see tangram.runner.OffloadPolicy):
 
-- the scorer (thunder.scorer) decides local or remote, and the decision is logged with its reason;
+- the scorer (thunder.scorer, on the cost model of tangram.execution.cost) decides local or
+  remote, and the decision is logged with its reason;
 - a remote stage runs through `ThunderExecutor`: upload what the stage reads (the compressed input
   once per run, the upstream folders as one tar stream unless the host already has them), run
   `<venv python> -m thunder.worker run-stage ...` with every argument shell-quoted, forward its
   progress lines to ctx.progress while they arrive, download the output tar, check its SHA-256,
   and only then move it into ctx.out_dir. Transient failures are retried with backoff;
-- `FallbackExecutor` runs the stage locally when the host fails for any reason, so the run
-  completes; the manifest's `execution.fallback` says what happened. A connection-level failure
+- `tangram.execution.FallbackExecutor` runs the stage locally when the host fails for any reason,
+  so the run completes; the manifest's `execution.fallback` says what happened. A connection-level failure
   (refused, auth, host key, setup) sends the rest of the run's stages straight to local.
 
 The host's scratch folder for a run (<remote_data_dir>/<run>-<random>/) is removed by
@@ -25,7 +26,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,9 +35,11 @@ from typing import Any
 
 from config import TangramConfig
 from tangram.errors import StageFailed
+from tangram.execution.archive import extract_into, folder_files, write_tar
+from tangram.execution.base import Executor, FallbackExecutor, LocalExecutor, LocalWithNote, clear_dir
 from tangram.fileio import path_fingerprint
-from tangram.stages.base import Executor, LocalExecutor, StageContext, StageOutcome, StageSpec
-from thunder.archive import extract_into, folder_files, write_tar
+from tangram.settings import public_dict
+from tangram.stages.base import StageContext, StageOutcome, StageSpec
 from thunder.bootstrap import WorkerEnv, ensure_model, ensure_worker
 from thunder.errors import (
     ThunderAuthError,
@@ -50,7 +52,7 @@ from thunder.errors import (
     ThunderTransferError,
     ThunderUnavailable,
 )
-from thunder.scorer import Decision, Scorer, update_host_throughput
+from thunder.scorer import Scorer, update_host_throughput
 from thunder.thunder_client import ThunderClient, check_configured, host_label
 from thunder.worker import SCRATCH_MARKER
 
@@ -64,22 +66,6 @@ FOR_PEOPLE_ONLY: dict[str, tuple[str, ...]] = {
 # After these, the host is not tried again in this run.
 HOST_DOWN_ERRORS = (ThunderConnectError, ThunderAuthError, ThunderHostKeyError, ThunderSetupError,
                     ThunderUnavailable, ThunderDiskFull)
-
-
-def worker_config(config: TangramConfig) -> dict[str, Any]:
-    """The config as the worker gets it: JSON, secrets dropped (planning.api_key)."""
-    data = config.model_dump(mode="json")
-    data["planning"].pop("api_key", None)
-    return data
-
-
-def _clear(folder: Path) -> None:
-    """Empty a stage's output folder, so a fallback starts from nothing partial."""
-    for entry in folder.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
 
 
 # -- one run's connection and scratch space on the host ----------------------------------------
@@ -190,7 +176,7 @@ class ThunderExecutor:
             try:
                 return self._attempt(spec, ctx, attempt)
             except ThunderError as exc:
-                _clear(ctx.out_dir)
+                clear_dir(ctx.out_dir)
                 self.session.reset()
                 self.errors.append(f"attempt {attempt}: {exc.kind}: {exc}")
                 if not exc.transient or attempt > cfg.retries:
@@ -286,7 +272,7 @@ class ThunderExecutor:
         """Worker config; weights this stage uses are cached on the host and pointed to there."""
         from tangram.models import SAM_CHECKPOINTS, find_local
 
-        data = worker_config(config)
+        data = public_dict(config)
         client = self.session.client()
         if "tracking" in spec.config_sections:
             local = find_local(config.tracking.weights)
@@ -395,48 +381,7 @@ def _upload_progress(ctx: StageContext) -> Callable[[int, int], None]:
     return callback
 
 
-# -- the policy and the fallback ---------------------------------------------------------------
-
-
-class LocalWithNote:
-    """Runs locally and notes in the manifest why the stage was not offloaded."""
-
-    where = "local"
-
-    def __init__(self, note: dict[str, Any]):
-        self.note = note
-
-    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome:
-        outcome = LocalExecutor().run_stage(spec, ctx)
-        outcome.execution = {**outcome.execution, **self.note}
-        return outcome
-
-
-class FallbackExecutor:
-    """The remote executor, and the local one when the host fails."""
-
-    def __init__(self, remote: ThunderExecutor, decision: Decision, policy: ThunderOffloadPolicy):
-        self.remote, self.decision, self.policy = remote, decision, policy
-        self.where = remote.where
-
-    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome:
-        try:
-            outcome = self.remote.run_stage(spec, ctx)
-        except ThunderError as exc:
-            _clear(ctx.out_dir)
-            reason = f"{exc.kind}: {exc}"
-            log.warning("%s: Thunder host %s failed after %d attempt(s) (%s); running it locally",
-                        spec.name, self.where, self.remote.attempts, exc)
-            if isinstance(exc, HOST_DOWN_ERRORS):
-                self.policy.mark_down(reason)
-            outcome = LocalExecutor().run_stage(spec, ctx)
-            outcome.where = "local"
-            outcome.execution = {**outcome.execution, "fallback": reason, "attempts": self.remote.attempts,
-                                 "errors": self.remote.errors, "host": self.where,
-                                 "decision": self.decision.to_json()}
-            return outcome
-        outcome.execution["decision"] = self.decision.to_json()
-        return outcome
+# -- the policy (the fallback is tangram.execution.FallbackExecutor) ----------------------------
 
 
 class ThunderOffloadPolicy:
@@ -468,7 +413,16 @@ class ThunderOffloadPolicy:
         log.info("%s", decision.message())
         if not decision.remote:
             return LocalWithNote({"decision": decision.to_json()})
-        return FallbackExecutor(ThunderExecutor(self.session), decision, self)
+        remote = ThunderExecutor(self.session)
+
+        def host_failed(exc: BaseException) -> None:
+            log.warning("%s: Thunder host %s failed after %d attempt(s)", spec.name, remote.where, remote.attempts)
+            if isinstance(exc, HOST_DOWN_ERRORS):
+                self.mark_down(f"{getattr(exc, 'kind', type(exc).__name__)}: {exc}")
+
+        return FallbackExecutor(remote, (ThunderError,), note={"decision": decision.to_json()},
+                                note_of=lambda exc: {"attempts": remote.attempts, "errors": remote.errors},
+                                on_failure=host_failed)
 
     def close(self) -> None:
         if self.session is not None:

@@ -1,4 +1,4 @@
-"""What a fleet worker runs: one (input, stage) task, through the same `StageSpec.run` as a local run.
+"""The Dask executor: what a batch worker runs, one (input, stage) task, through `run_stage_here`.
 
 `run_stage_task` is submitted by the driver with its upstream tasks' futures as arguments, so Dask
 knows the real dependencies and moves each upstream archive to the worker that needs it (once per
@@ -8,12 +8,14 @@ scattered `InputBlob` that Dask moves to each worker needing it; the worker writ
 space once and reuses it for the input's later stages.
 
 The stage writes into a fresh temp folder; the folder comes back as a checked archive (a tar made by
-`thunder.archive.write_tar`, with its SHA-256) inside the `StageResult`, and the client imports it.
+`tangram.execution.archive.write_tar`, with its SHA-256) inside the `StageResult`, and the client
+imports it. The worker process is warm (`tangram.execution.warm`): torch and each model are loaded
+once per worker and reused by its later tasks; `warm.loads` counts the loads.
 
 Failures: a `StageFailed` or `TangramError` (a bad input, a bad setting) is a result with
 status "failed" and its one-line reason: retrying cannot help. Anything else raises, and Dask's
 `retries=` reruns the task (on another worker if this one died). A stage whose upstream failed
-returns "skipped" without running, as in a local run.
+returns "skipped" without running, with the runner's own reason (`unmet_needs`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from tangram.errors import StageFailed, TangramError
-from thunder.archive import extract_into, folder_files, write_tar
+from tangram.execution import warm
+from tangram.execution.archive import extract_into, folder_files, write_tar
+from tangram.execution.base import first_line, run_stage_here, unmet_needs
 
 GPU_SHARE_ENV = "TANGRAM_FLEET_GPU_SHARE"  # workers sharing this worker's GPU (set by the cluster)
 
@@ -193,7 +197,7 @@ def _gpu_config(config: Any, worker: Any, fraction: float) -> tuple[Any, dict[st
     resources = getattr(getattr(worker, "state", None), "total_resources", None) or {}
     if not resources.get("GPU"):
         return config, {"device": "cpu"}
-    from thunder.worker import select_device
+    from tangram.execution.device import select_device
 
     share = max(1, int(os.environ.get(GPU_SHARE_ENV, "1") or 1))
     return select_device(config, fraction / share)
@@ -203,7 +207,6 @@ def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_dat
                    upstream: dict[str, StageResult], gpu_memory_fraction: float = 0.9) -> StageResult:
     """Run `stage` of input `ref` on this worker; see the module docstring."""
     from config import TangramConfig
-    from thunder.worker import first_line, run_stage_here
 
     started = time.perf_counter()
     worker = _worker()
@@ -211,10 +214,12 @@ def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_dat
     base = StageResult(ref.name, stage, "failed", worker=me,
                        worker_address=str(getattr(worker, "address", "")), hostname=socket.gethostname(),
                        produced=True)
-    missing = [f"{name} {res.status}" for name, res in upstream.items() if not res.ok]
-    if missing:
-        base.status, base.reason = "skipped", f"needs {', '.join(missing)}"
+    reason = unmet_needs(tuple(upstream), {name: res.status for name, res in upstream.items()})
+    if reason:
+        base.status, base.reason = "skipped", reason
         return base
+    if worker is not None:
+        warm.enable()  # a worker process runs many inputs: keep its models
     scratch = _scratch(worker)
     out = Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=scratch))
     try:

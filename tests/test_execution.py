@@ -1,0 +1,100 @@
+"""tangram.execution: one skip rule for the runner, the batch driver and the Dask task, and warm
+workers (a batch of 3 inputs on 1 worker loads the detector once, and the reused detector tracks
+a copy of an input exactly as the freshly loaded one did)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _manifest(input_path: Path) -> dict[str, Any]:
+    return {"input": {"path": str(input_path), "fingerprint": "0" * 64},
+            "stages": {"tracking": {"status": "failed", "reason": "no frames"}}}
+
+
+def _without_time(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "finished_at"}
+
+
+def test_runner_batch_and_task_skip_through_one_function(tmp_path: Path, make_config, monkeypatch,
+                                                          apple_video: Path) -> None:  # type: ignore[no-untyped-def]
+    from tangram import runner
+    from tangram.execution.dask import InputRef, StageResult, run_stage_task
+    from tangram.fleet.driver import BatchDriver, BatchOptions, InputState
+    from tangram.fleet.inputs import BatchInput
+    from tangram.settings import public_dict
+
+    config = make_config()
+    calls: list[tuple[str, str]] = []
+    real = runner.skip_unmet
+
+    def spy(run_dir: Path, manifest: dict[str, Any], spec: Any) -> dict[str, Any] | None:
+        calls.append((run_dir.name, spec.name))
+        return real(run_dir, manifest, spec)
+
+    monkeypatch.setattr(runner, "skip_unmet", spy)
+
+    # the runner's path: a stage whose upstream failed is recorded as skipped, nothing runs
+    local_dir = tmp_path / "local"
+    local_dir.mkdir()
+    local = _manifest(apple_video)
+    runner.Pipeline(config)._run_stage("segmentation", local_dir, local, stale=True)
+
+    # the batch driver's path: the same stage's result arriving from a worker
+    batch_dir = tmp_path / "batch"
+    batch_dir.mkdir()
+    batched = _manifest(apple_video)
+    driver = BatchDriver(config, BatchOptions())
+    driver.batch = {"name": "b"}
+    state = InputState(BatchInput(apple_video, "apple"), {"stages": {}}, ["tracking", "segmentation"], batch_dir,
+                       manifest=batched)
+    driver._import_one(state, "segmentation", future=None)
+
+    assert calls == [("local", "segmentation"), ("batch", "segmentation")]
+    expected = {"status": "skipped", "reason": "needs tracking failed"}
+    assert _without_time(local["stages"]["segmentation"]) == expected
+    assert _without_time(batched["stages"]["segmentation"]) == expected
+    on_disk = json.loads((batch_dir / "manifest.json").read_text())["stages"]["segmentation"]
+    assert _without_time(on_disk) == expected
+    assert state.entry["stages"]["segmentation"]["status"] == "skipped"
+
+    # the Dask task (worker side) words it with the same rule, without running the stage
+    ref = InputRef("apple", str(apple_video), "0" * 64, False, apple_video.stat().st_size)
+    result = run_stage_task("segmentation", ref, None, public_dict(config),
+                            {"tracking": StageResult("apple", "tracking", "failed", reason="no frames")})
+    assert (result.status, result.reason) == ("skipped", expected["reason"])
+    assert result.archive is None
+
+
+@pytest.mark.timeout(400)
+def test_one_warm_worker_loads_the_detector_once(tmp_path: Path, yolo_weights: str) -> None:
+    from conftest import real_file
+    from fleet_helpers import fleet_env, read_batch, run_batch_cli
+
+    apple = real_file("apple_orbit.mp4")
+    copy = tmp_path / "apple_copy.mp4"  # the same frames under another name: a second, warm, run
+    shutil.copyfile(apple, copy)
+    exports = tmp_path / "exports"
+    proc = run_batch_cli([str(apple), str(copy), str(real_file("bus.jpg")), "--name", "warm", "--mode", "track",
+                          "--workers", "1"], fleet_env(exports, yolo_weights), tmp_path, timeout=360)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    batch = read_batch(exports / "warm")
+    assert [e["status"] for e in batch["inputs"]] == ["done"] * 3
+    workers = {e["stages"]["tracking"]["worker"] for e in batch["inputs"]}
+    assert len(workers) == 1
+    loads = batch["cluster"]["model_loads"]
+    assert loads == {workers.pop(): {"detector": 1}}, loads
+
+    # the reused detector started a fresh tracker: the copy's tracks are the original's, ids and all
+    def frames(name: str) -> list[Any]:
+        entry = next(e for e in batch["inputs"] if Path(e["input"]).name == name)
+        return json.loads((exports / "warm" / entry["run_dir"] / "tracking" / "tracks.json").read_text())["frames"]
+
+    first, again = frames("apple_orbit.mp4"), frames("apple_copy.mp4")
+    assert sum(len(f["detections"]) for f in first) > 0
+    assert again == first
