@@ -26,12 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="tangram-yolo-"))
-SHARED = ROOT.parent / "shared"
-if (SHARED / "models").is_dir():
-    os.environ.setdefault("TANGRAM_MODEL_DIR", str(SHARED / "models"))
+from _offline import setup
+
+ROOT = setup()
 
 
 def render_variants(n: int, frames: int, root: Path) -> list[Path]:

@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="tangram-yolo-"))
-SHARED = ROOT.parent / "shared"
-if (SHARED / "models").is_dir():
-    os.environ.setdefault("TANGRAM_MODEL_DIR", str(SHARED / "models"))
+from _offline import setup
+
+ROOT = setup()
 
 
 def sample_run(exports: Path) -> tuple[Path, float]:

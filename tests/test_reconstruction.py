@@ -69,6 +69,47 @@ def test_ransac_plane_finds_the_table_among_outliers() -> None:
     assert inliers[:400].mean() > 0.97 and inliers[400:].mean() < 0.1
 
 
+def test_wide_objects_reaching_two_levels_stand_on_the_one_with_more_points() -> None:
+    """A fruit basket (0.4 m wide, bottom uncertain) reaches both the table top and a sparse layer
+    of clutter 0.3 m above it: the table, with ten times the points, is the supporting level."""
+    from tangram.geometry.plane import Plane
+    from tangram.geometry.table import _plane_under
+
+    rng = np.random.default_rng(3)
+    table = np.column_stack([rng.uniform(-1, 1, (500, 2)), rng.normal(0, 0.003, 500)])
+    clutter = np.column_stack([rng.uniform(-1, 1, (50, 2)), 0.3 + rng.normal(0, 0.003, 50)])
+    floor = np.column_stack([rng.uniform(-2, 2, (900, 2)), -0.75 + rng.normal(0, 0.003, 900)])
+    xyz = np.vstack([table, clutter, floor])
+    up = np.array([0.0, 0.0, 1.0])
+    ref, top, low = Plane(up, 0.0), Plane(up, -0.3), Plane(up, 0.75)  # z = 0, 0.3 and -0.75
+    wide = [(np.array([0.2, 0.0, 0.17]), 0.4), (np.array([-0.3, 0.2, 0.1]), 0.5)]
+    assert _plane_under([low, top], ref, wide, 0.01, xyz) is ref
+    # objects whose bottoms are only near the upper level stand there, however few its points
+    small = [(np.array([0.2, 0.0, 0.305]), 0.08), (np.array([-0.3, 0.2, 0.298]), 0.07)]
+    assert _plane_under([low, top], ref, small, 0.01, xyz) is top
+
+
+def test_retrieval_pairs_link_a_loop_and_stay_linear() -> None:
+    """An orbit whose last images see what the first saw: the window links neighbours, retrieval
+    links the ends; the pair count is at most n (window + neighbours), and exhaustive matching is
+    chosen only while it is no more pairs than that."""
+    from tangram.geometry.pairs import bag_of_words, exhaustive_is_cheaper, window_and_retrieval_pairs
+
+    rng = np.random.default_rng(0)
+    n, places = 40, rng.uniform(0, 255, (20, 50, 128))  # 20 places round the orbit, 50 features each
+    descriptors = []
+    for i in range(n):
+        place = round(i / n * 20) % 20  # image 39 is back at place 0
+        descriptors.append((places[place] + rng.normal(0, 4, (50, 128))).clip(0, 255).astype(np.uint8))
+    words = bag_of_words(descriptors, seed=0)
+    pairs = window_and_retrieval_pairs(words @ words.T, window=3, neighbours=2)
+    assert (0, n - 1) in pairs or (1, n - 1) in pairs  # the loop is closed
+    assert all((i, i + 1) in pairs for i in range(n - 1))
+    assert len(pairs) <= n * 5 and len(set(pairs)) == len(pairs) and all(a < b for a, b in pairs)
+    assert window_and_retrieval_pairs(words @ words.T, 3, 2) == pairs  # deterministic
+    assert exhaustive_is_cheaper(11, 3, 2) and not exhaustive_is_cheaper(12, 3, 2)
+
+
 def test_table_frame_axes_follow_the_first_camera() -> None:
     rng = np.random.default_rng(2)
     top = np.column_stack([rng.uniform(-0.6, 0.6, 300), rng.uniform(-0.4, 0.4, 300), np.full(300, 0.75)])

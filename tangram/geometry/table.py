@@ -221,7 +221,7 @@ def estimate_table(
     levels = horizontal_planes(cloud.xyz, up, threshold, centres)
     floor = levels[0] if levels else None
     if anchors:
-        chosen = _plane_under(levels, plane, anchors, threshold)
+        chosen = _plane_under(levels, plane, anchors, threshold, cloud.xyz)
         if chosen is not None and chosen is not plane:
             plane, method = chosen, "plane under the objects"
     if plane is not up and plane.normal @ up.normal < 1 - 1e-9:
@@ -288,10 +288,13 @@ def horizontal_planes(xyz: np.ndarray, ref: Plane, threshold: float, cameras: np
 
 
 def _plane_under(
-    levels: list[Plane], ref: Plane, anchors: Sequence[tuple[np.ndarray, float]], threshold: float
+    levels: list[Plane], ref: Plane, anchors: Sequence[tuple[np.ndarray, float]], threshold: float,
+    xyz: np.ndarray,
 ) -> Plane | None:
     """The level most objects stand on: anchors are (bottom point, width); an object stands on a
-    level when its bottom lies within max(half its width, 3 bands) of it. Ties: the higher level."""
+    level when its bottom lies within max(half its width, 3 bands) of it. Ties (wide objects, whose
+    bottoms are the least certain, reach several levels): the level with more 3D points on it, a
+    table top rather than a sparse layer of clutter or chair backs above or below it."""
     if not levels:
         return None
     bottoms = np.array([ref.distance(b[None])[0] for b, _ in anchors])
@@ -300,7 +303,7 @@ def _plane_under(
     for p in [ref, *levels]:
         level = float(ref.distance(-p.offset * p.normal[None])[0])
         standing = int((np.abs(bottoms - level) <= tol).sum())
-        key = (standing, level)
+        key = (standing, int((np.abs(p.distance(xyz)) < 1.5 * threshold).sum()))
         if standing and (best_key is None or key > best_key):
             best, best_key = p, key
     return best
