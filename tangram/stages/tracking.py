@@ -34,19 +34,22 @@ Artefacts in `tracking/`:
 - `raw_tracks.json`: the tracker's own output before stitching, in the same format (track_id =
   raw_track_id, members = [track_id], classes as detected, "stitching" absent): for debugging.
 - `tracker.yaml`: the effective Ultralytics tracker configuration the tracker ran with.
-- `preview.mp4`: the tracked frames with boxes, final ids and voted classes drawn. The frames are
-  kept from the tracking pass itself, shrunk to preview size (at most 960 pixels wide) by the
-  decoding thread, and drawn once stitching has named the final ids: the video is decoded once.
-  They stay in memory up to `PREVIEW_MEMORY_BYTES`, then go to a temporary JPEG spool file beside
-  the stage's output, so memory is bounded for any length and resolution.
+- `preview.mp4`: the tracked frames with boxes, final ids and voted classes drawn, made without
+  decoding the video again: the decoding thread also shrinks each tracked frame to preview size (at
+  most 960 pixels wide); a background thread draws the tracker's raw ids on it while the pass runs
+  (ffmpeg encodes in its own process), and the clean frame is kept. When stitching changes no drawn
+  label (id and class), that video is the preview; otherwise the kept frames are drawn again with
+  the final labels (the manifest's tracking summary says which). Kept frames stay in memory up to
+  `PREVIEW_MEMORY_BYTES`, then go to an anonymous JPEG spool file, so memory is bounded for any
+  length and resolution.
 
-Speed: frames are decoded in a background thread, at most one detector call ahead (a bounded
-queue), so decoding overlaps inference. They reach the detector in lists of up to
-`tracking.batch` frames of one size (fewer for big frames: `BATCH_BYTES`); Ultralytics updates the
-tracker once per frame, in frame order, so the ids do not depend on the list length. Exports with a
-dynamic batch (PyTorch .pt, an ONNX exported with `dynamic=True`) run a list as one network batch;
-fixed-batch exports (the int8 TFLite, and the int8 ONNX in ../shared/models, both exported at batch
-1) run it one frame at a time inside Ultralytics, which still saves its per-call set-up.
+Speed: frames are decoded in a background thread into a bounded queue, so decoding overlaps
+inference. The first frame goes to the detector alone (it loads the runtime); after it, lists of up
+to `tracking.batch` consecutive frames of one size (fewer for big frames, `BATCH_BYTES`) where the
+export takes a batch: PyTorch .pt, or an ONNX exported with a dynamic batch. Fixed-batch exports get
+one frame per call: the int8 TFLite and the int8 ONNX in ../shared/models are both exported at
+batch 1. Ultralytics updates the tracker once per frame, in list order, so the ids do not depend on
+the list length.
 
 Detectors (`Detector`, made by `make_detector` from `tracking.weights`, as `Segmenter` and
 `make_segmenter` are for segmentation): Ultralytics YOLO with its tracker, on the runtime the weights
