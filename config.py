@@ -50,6 +50,9 @@ class TrackingConfig(_Section):
     frame_stride: int = Field(1, ge=1)  # track every n-th frame
     classes: list[int] | None = None  # COCO class ids to keep; None keeps all
     device: str | None = None  # "cpu", "cuda:0"; None lets Ultralytics choose
+    # frames per detector call (fewer for big frames); ids do not depend on it. PyTorch and dynamic-batch
+    # ONNX run them as one network batch, fixed-batch exports (the int8 TFLite/ONNX) one by one
+    batch: int = Field(8, ge=1)
     write_preview: bool = True
 
 

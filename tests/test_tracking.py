@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -23,6 +25,12 @@ def test_apple_orbit_yields_one_apple_track_over_the_whole_video(make_config, ap
     (apple,) = apples.values()
     assert apple["num_frames"] == 50 and apple["first_frame"] == 0 and apple["last_frame"] == 49
     assert tracks.video["num_frames"] == 50 and tracks.video["width"] == 1296
+    summary = result.manifest["stages"]["tracking"]["summary"]
+    # the int8 TFLite is exported at batch 1: one frame per call; one id, so the pass's preview is final
+    assert summary["detector_batch"] == {"frames_per_call": 1, "network_batch": 1}
+    assert summary["preview"] == "drawn in the tracking pass"
+    assert sorted(p.name for p in (result.run_dir / "tracking").iterdir()) == [
+        "preview.mp4", "raw_tracks.json", "tracker.yaml", "tracks.json"]  # no spool or raw-id video left
 
     preview = result.run_dir / "tracking/preview.mp4"
     cap = cv2.VideoCapture(str(preview))
@@ -142,3 +150,93 @@ def test_make_detector_names_what_is_wrong_with_the_weights(tmp_path: Path, monk
     monkeypatch.setitem(DETECTOR_RUNTIMES, ".onnx", DetectorRuntime("onnx", "no_such_runtime_module", "onnxruntime"))
     with pytest.raises(TangramError, match="need the onnx runtime: pip install onnxruntime"):
         tracking.preflight(load_config(env={}, overrides={"tracking": {"weights": str(garbage)}}))
+
+
+def test_sample_preview_is_redrawn_with_the_stitched_labels(sample_run: Path) -> None:
+    """On the sample, stitching's class vote relabels detections: the preview is redrawn from the
+    frames kept in the tracking pass (the video is not decoded again), one frame per tracked frame."""
+    summary = json.loads((sample_run / "manifest.json").read_text())["stages"]["tracking"]["summary"]
+    assert summary["preview"].startswith("redrawn from the kept frames: stitching relabelled ")
+    cap = cv2.VideoCapture(str(sample_run / "tracking/preview.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["tracked_frames"]
+    cap.release()
+
+
+@pytest.mark.parametrize("runtime", ["tflite", "pytorch"])
+def test_batched_tracking_equals_frame_by_frame(runtime: str, apple_video: Path, yolo_weights: str,
+                                                tmp_path: Path) -> None:
+    """Frames in lists of 4 give the same ids and boxes as one call per frame: the tracker is updated
+    frame by frame in order. The int8 TFLite is fixed at batch 1 (Ultralytics runs a list one frame
+    at a time); PyTorch runs the list as one network batch (an untrained yolov8n from Ultralytics'
+    yaml at conf 0: hundreds of boxes per frame)."""
+    from ultralytics.utils import YAML
+
+    from config import TrackingConfig
+    from tangram.media import open_media
+    from tangram.stages.tracking import make_detector, tracker_settings
+
+    frames = [frame for _, frame in open_media(apple_video).frames(indices=range(8))]
+    if runtime == "pytorch":
+        from ultralytics import YOLO
+
+        YOLO("yolov8n.yaml").save(tmp_path / "yolov8n.pt")
+        cfg = TrackingConfig(weights=str(tmp_path / "yolov8n.pt"), conf=0.0, low_conf=0.0)
+    else:
+        cfg = TrackingConfig(weights=yolo_weights)
+    runs = []
+    for size in (1, 4):
+        detector = make_detector(cfg)
+        settings, _ = tracker_settings(cfg, 30.0, detector)
+        YAML.save(tmp_path / "tracker.yaml", settings)
+        runs.append([dets for i in range(0, 8, size)
+                     for dets in detector.track_batch(frames[i:i + size], tmp_path / "tracker.yaml", cfg)])
+        assert detector.network_batch() == (None if runtime == "pytorch" else 1)
+    single, batched = runs
+    assert [[d.track_id for d in dets] for dets in single] == [[d.track_id for d in dets] for dets in batched]
+    for a, b in zip((d for dets in single for d in dets), (d for dets in batched for d in dets), strict=True):
+        assert a.class_id == b.class_id and a.box_xyxy == pytest.approx(b.box_xyxy, abs=0.05)
+        assert a.confidence == pytest.approx(b.confidence, abs=2e-4)
+    assert sum(map(len, single)) >= (5 if runtime == "tflite" else 500)  # the apple from its 2nd frame
+
+
+def test_prefetch_and_preview_spool_bound_memory(tmp_path: Path) -> None:
+    """The decoding thread runs at most `depth` items ahead, hands its errors over and stops when the
+    consumer leaves; the preview spool keeps frames in memory up to its budget, then as JPEG on disk."""
+    import threading
+
+    from tangram.stages.tracking import PreviewSpool, prefetch
+
+    produced: list[int] = []
+
+    def numbers(n: int):
+        for i in range(n):
+            produced.append(i)
+            yield i
+
+    it = prefetch(numbers(100), depth=3)
+    assert next(it) == 0
+    time.sleep(0.5)
+    assert len(produced) == 5  # 1 taken + 3 queued + 1 waiting to be put, and no more
+    it.close()  # leaving early stops the thread
+    assert not any(t.name == "tangram-decode" for t in threading.enumerate())
+
+    def failing():
+        yield 1
+        raise ValueError("corrupt frame")
+
+    with pytest.raises(ValueError, match="corrupt frame"):
+        list(prefetch(failing(), depth=2))
+
+    rng = np.random.default_rng(1)
+    frames = [cv2.resize(rng.integers(0, 255, (36, 64, 3), dtype=np.uint8), (1296, 720)) for _ in range(4)]
+    spool = PreviewSpool(tmp_path, memory_bytes=2 * 960 * 534 * 3, size=(960, 534))
+    for i, frame in enumerate(frames):
+        small, stored = spool.shrink(frame)
+        assert small.shape == (534, 960, 3) and (stored is small) == (i < 2)  # 2 fit the budget, 2 spill
+        assert spool.add(10 + i, stored, frame.shape) == pytest.approx((960 / 1296, 534 / 720))
+    kept = list(spool)
+    assert [i for i, _, _ in kept] == [10, 11, 12, 13]
+    expected = cv2.resize(frames[3], (960, 534), interpolation=cv2.INTER_LINEAR)
+    assert kept[3][1].shape == (534, 960, 3) and np.abs(kept[3][1].astype(int) - expected).mean() < 3  # JPEG
+    spool.close()
+    assert list(tmp_path.iterdir()) == []  # the spool file is anonymous: nothing left behind

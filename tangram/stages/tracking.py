@@ -34,8 +34,22 @@ Artefacts in `tracking/`:
 - `raw_tracks.json`: the tracker's own output before stitching, in the same format (track_id =
   raw_track_id, members = [track_id], classes as detected, "stitching" absent): for debugging.
 - `tracker.yaml`: the effective Ultralytics tracker configuration the tracker ran with.
-- `preview.mp4`: the tracked frames with boxes, final ids and voted classes drawn (rendered after
-  stitching, from `tracks.json`).
+- `preview.mp4`: the tracked frames with boxes, final ids and voted classes drawn, made without
+  decoding the video again: the decoding thread also shrinks each tracked frame to preview size (at
+  most 960 pixels wide); a background thread draws the tracker's raw ids on it while the pass runs
+  (ffmpeg encodes in its own process), and the clean frame is kept. When stitching changes no drawn
+  label (id and class), that video is the preview; otherwise the kept frames are drawn again with
+  the final labels (the manifest's tracking summary says which). Kept frames stay in memory up to
+  `PREVIEW_MEMORY_BYTES`, then go to an anonymous JPEG spool file, so memory is bounded for any
+  length and resolution.
+
+Speed: frames are decoded in a background thread into a bounded queue, so decoding overlaps
+inference. The first frame goes to the detector alone (it loads the runtime); after it, lists of up
+to `tracking.batch` consecutive frames of one size (fewer for big frames, `BATCH_BYTES`) where the
+export takes a batch: PyTorch .pt, or an ONNX exported with a dynamic batch. Fixed-batch exports get
+one frame per call: the int8 TFLite and the int8 ONNX in ../shared/models are both exported at
+batch 1. Ultralytics updates the tracker once per frame, in list order, so the ids do not depend on
+the list length.
 
 Detectors (`Detector`, made by `make_detector` from `tracking.weights`, as `Segmenter` and
 `make_segmenter` are for segmentation): Ultralytics YOLO with its tracker, on the runtime the weights
@@ -48,10 +62,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import queue
+import tempfile
+import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -65,6 +84,9 @@ from tangram.tracklets import AppearanceBank, StitchConfig, stitch, vote
 
 FORMAT = "tangram.tracks/2"
 READABLE_FORMATS = ("tangram.tracks/1", FORMAT)
+BATCH_BYTES = 64 * 2**20  # at most this much decoded video per detector call (a 4K frame is 25 MB)
+PREVIEW_MEMORY_BYTES = 256 * 2**20  # preview frames held in memory; later ones are spooled as JPEG
+PREVIEW_MAX_WIDTH = 960
 
 
 @dataclass
@@ -175,9 +197,20 @@ class Detector(Protocol):
         """Whether the tracker can read ReID features from this detector's own network."""
         ...
 
+    def network_batch(self) -> int | None:
+        """How many frames one forward pass of the network takes: None for a dynamic batch (PyTorch,
+        a dynamic ONNX), the export's batch (1 for the int8 TFLite and ONNX here) otherwise."""
+        ...
+
     def track(self, frame_bgr: np.ndarray, tracker_yaml: Path, cfg: TrackingConfig) -> list[Detection]:
         """Detect on one frame (BGR) and update the tracker configured by `tracker_yaml`; the
         detections the tracker confirmed, raw tracker ids as `track_id`."""
+        ...
+
+    def track_batch(self, frames_bgr: list[np.ndarray], tracker_yaml: Path,
+                    cfg: TrackingConfig) -> list[list[Detection]]:
+        """`track` on consecutive frames of one size in one call: the tracker is updated frame by
+        frame in list order, so the result equals one `track` call per frame."""
         ...
 
 
@@ -200,11 +233,36 @@ class UltralyticsDetector:
     def reid_features(self) -> bool:
         return _detector_features_available(self.model)
 
+    def network_batch(self) -> int | None:
+        if self.runtime == "pytorch":
+            return None
+        backend = getattr(getattr(self.model, "predictor", None), "model", None)
+        if backend is not None:  # after the first frame: what Ultralytics' AutoBackend runs with
+            return None if backend.metadata.get("dynamic") else int(backend.batch)
+        if self.runtime == "onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(self.weights), providers=["CPUExecutionProvider"])
+            batch = session.get_inputs()[0].shape[0]
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            signature = Interpreter(str(self.weights)).get_input_details()[0]["shape_signature"]
+            batch = int(signature[0])
+        return batch if isinstance(batch, int) and batch > 0 else None  # a named or -1 axis is dynamic
+
     def track(self, frame_bgr: np.ndarray, tracker_yaml: Path, cfg: TrackingConfig) -> list[Detection]:
-        result = self.model.track(frame_bgr, persist=True, tracker=str(tracker_yaml), conf=min(cfg.conf, cfg.low_conf),
-                                  iou=cfg.iou, imgsz=cfg.imgsz, classes=cfg.classes, device=cfg.device,
-                                  agnostic_nms=cfg.agnostic_nms, verbose=False)[0]
-        return _detections(result)
+        return self.track_batch([frame_bgr], tracker_yaml, cfg)[0]
+
+    def track_batch(self, frames_bgr: list[np.ndarray], tracker_yaml: Path,
+                    cfg: TrackingConfig) -> list[list[Detection]]:
+        # A list source is one Ultralytics call: a fixed-batch export is run frame by frame inside
+        # AutoBackend, and the tracker callback updates one tracker per result, in list order.
+        results = self.model.track(list(frames_bgr), persist=True, tracker=str(tracker_yaml),
+                                   conf=min(cfg.conf, cfg.low_conf), iou=cfg.iou, imgsz=cfg.imgsz,
+                                   classes=cfg.classes, device=cfg.device, agnostic_nms=cfg.agnostic_nms,
+                                   verbose=False)
+        return [_detections(result) for result in results]
 
 
 def detector_runtime(weights_setting: str) -> DetectorRuntime:
@@ -317,23 +375,35 @@ def run(ctx: StageContext) -> StageOutcome:
     raw = Tracks(detector.backend, cfg.tracker, {}, cfg.frame_stride,
                  extra={"tracker_config": settings, "reid": reid})
     appearance = AppearanceBank()
-    decoded = 0
-    for frame_index, frame in source.frames(stride=cfg.frame_stride):
-        dets = detector.track(frame, tracker_yaml, cfg)
-        for det in dets:
-            appearance.add(det.track_id, frame, det.box_xyxy)
-        raw.frames[frame_index] = dets
-        decoded = frame_index + 1
-        ctx.progress(decoded, info.num_frames, "frames")
-    raw.video = {"path": str(info.path), "kind": info.kind, "fps": info.fps, "width": info.width,
-                 "height": info.height, "num_frames": decoded}
-    raw.save(ctx.out_dir, "raw_tracks.json")
-    tracks = stitch_tracks(raw, cfg, fps, appearance)
-    tracks.save(ctx.out_dir)
-    if cfg.write_preview:
-        ctx.progress(0, len(tracks.frames), "preview")
-        write_preview(ctx.out_dir / "preview.mp4", tracks, source, fps / cfg.frame_stride,
-                      lambda done, total: ctx.progress(done, total, "preview"))
+    # frames per detector call: tracking.batch, fewer when frames are big (memory stays bounded)
+    per_call = max(1, min(cfg.batch, BATCH_BYTES // max(1, info.width * info.height * 3)))
+    preview_path, live_path = ctx.out_dir / "preview.mp4", ctx.out_dir / "preview.raw-ids.mp4"
+    preview = "off"
+    size = _preview_size(info.width, info.height)
+    spool = PreviewSpool(ctx.out_dir, PREVIEW_MEMORY_BYTES, size) if cfg.write_preview else None
+    try:
+        with _live_preview(live_path if spool is not None else None, fps / cfg.frame_stride, size) as live:
+            decoded, per_call = _track_frames(ctx, detector, tracker_yaml, source, per_call, raw, appearance,
+                                              spool, live)
+        raw.video = {"path": str(info.path), "kind": info.kind, "fps": info.fps, "width": info.width,
+                     "height": info.height, "num_frames": decoded}
+        raw.save(ctx.out_dir, "raw_tracks.json")
+        tracks = stitch_tracks(raw, cfg, fps, appearance)
+        tracks.save(ctx.out_dir)
+        if cfg.write_preview:
+            relabelled = _relabelled(tracks)
+            if relabelled == 0 or spool is None:  # no label changed: the preview drawn in the pass is final
+                os.replace(live_path, preview_path)
+                preview = "drawn in the tracking pass"
+            else:
+                ctx.progress(0, len(tracks.frames), "preview")
+                write_preview(preview_path, tracks, spool, fps / cfg.frame_stride,
+                              lambda done, total: ctx.progress(done, total, "preview"))
+                preview = f"redrawn from the kept frames: stitching relabelled {relabelled} detections"
+    finally:
+        if spool is not None:
+            spool.close()
+        live_path.unlink(missing_ok=True)
     summary = tracks.track_summary()
     return StageOutcome(tracks.backend, {
         "frames": decoded,
@@ -342,7 +412,45 @@ def run(ctx: StageContext) -> StageOutcome:
         "raw_tracks": tracks.extra["stitching"]["raw_tracks"],
         "reid": reid["enabled"],
         "classes": sorted({t["class_name"] for t in summary.values()}),
+        "detector_batch": {"frames_per_call": per_call, "network_batch": detector.network_batch()},
+        "preview": preview,
     })
+
+
+def _track_frames(ctx: StageContext, detector: Detector, tracker_yaml: Path, source: Any, per_call: int,
+                  raw: Tracks, appearance: AppearanceBank, spool: PreviewSpool | None,
+                  live: _InBackground | None) -> tuple[int, int]:
+    """The tracking pass: frames decoded (and shrunk for the preview) in a background thread, tracked
+    in frame order, up to `per_call` frames per detector call (the first frame alone: it loads the
+    runtime, which then says whether the export takes batches). Fills `raw`, `appearance` and
+    `spool`, draws the raw ids into `live`; returns (frames decoded, frames per call)."""
+    cfg = ctx.config.tracking
+    decoded, size = 0, [1]  # frames for the next call; a list, so that `_batches` reads it live
+    frames = source.frames(stride=cfg.frame_stride)
+    shrink = spool.shrink if spool is not None else None
+    with closing(prefetch(_decoded(frames, shrink), depth=max(2, per_call))) as prefetched:
+        for batch in _batches(prefetched, lambda: size[0]):
+            tracked = detector.track_batch([frame for _, frame, _ in batch], tracker_yaml, cfg)
+            for (frame_index, frame, shrunk), dets in zip(batch, tracked, strict=True):
+                for det in dets:
+                    appearance.add(det.track_id, frame, det.box_xyxy)
+                raw.frames[frame_index] = dets
+                if spool is not None and shrunk is not None:
+                    small, stored = shrunk
+                    scale = spool.add(frame_index, stored, frame.shape)
+                    if live is not None:  # draw on a copy: the kept frame stays clean for a redraw
+                        live.write(small.copy() if small is stored else small, dets, scale)
+                decoded = frame_index + 1
+                ctx.progress(decoded, source.info.num_frames, "frames")
+            del batch, tracked, frame  # the next batch is decoded meanwhile: hold no more than one
+            size[0] = min(per_call, detector.network_batch() or per_call)
+    return decoded, size[0]
+
+
+def _relabelled(tracks: Tracks) -> int:
+    """Detections whose drawn label (id, class) stitching changed from the tracker's."""
+    return sum(d.track_id != d.raw_track_id or d.class_name != d.detected_class_name
+               for dets in tracks.frames.values() for d in dets)
 
 
 def stitch_tracks(raw: Tracks, cfg: TrackingConfig, fps: float, appearance: AppearanceBank | None) -> Tracks:
@@ -384,40 +492,246 @@ def _detections(result: Any) -> list[Detection]:
     ]
 
 
-def write_preview(path: Path, tracks: Tracks, source: Any, fps: float, progress: Any = None) -> None:
-    """Draw the final tracks on the re-decoded tracked frames (supervision) into an H.264 video."""
-    import supervision as sv
+T = TypeVar("T")
 
+
+def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """`items`, produced by a background thread at most `depth` items ahead (a bounded queue), so
+    that producing them (decoding: OpenCV releases the GIL) overlaps the consumer's work. An
+    exception in the producer is raised here; leaving the loop early stops the producer."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                box.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                if not put("item", item):
+                    break
+            else:
+                put("end", None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put("error", exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # a generator's cleanup (VideoCapture.release) runs in the thread that ran it
+
+    thread = threading.Thread(target=produce, name="tangram-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with suppress(queue.Empty):
+                box.get(timeout=0.05)
+        thread.join()
+
+
+Shrunk = tuple[np.ndarray, "np.ndarray | bytes"]  # (preview frame, what the spool keeps of it)
+
+
+def _decoded(frames: Iterable[tuple[int, np.ndarray]],
+             shrink: Callable[[np.ndarray], Shrunk] | None) -> Iterator[tuple[int, np.ndarray, Shrunk | None]]:
+    """(index, frame, preview frame or None): run in the decoding thread, so the shrinking is too."""
+    for index, frame in frames:
+        yield index, frame, shrink(frame) if shrink is not None else None
+
+
+def _batches(frames: Iterable[tuple[int, np.ndarray, Any]],
+             size: Callable[[], int]) -> Iterator[list[tuple[int, np.ndarray, Any]]]:
+    """Consecutive frames in lists of up to `size()`, never mixing frame sizes (Ultralytics
+    letterboxes a list of one size like a single frame; mixed sizes would change the detections)."""
+    batch: list[tuple[int, np.ndarray, Any]] = []
+    for item in frames:
+        if batch and (len(batch) >= size() or item[1].shape != batch[0][1].shape):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+class PreviewSpool:
+    """The tracked frames at preview size, in frame order, for a redraw once the final ids are known:
+    in memory up to `memory_bytes`, then as JPEG in an anonymous temporary file in `directory`
+    (deleted on close), so memory stays bounded whatever the video's length and resolution."""
+
+    def __init__(self, directory: Path, memory_bytes: int, size: tuple[int, int], jpeg_quality: int = 95):
+        self.directory = Path(directory)
+        self.memory_bytes = memory_bytes
+        self.size = size  # (width, height) of every preview frame
+        self.jpeg_quality = jpeg_quality
+        self._entries: list[tuple[int, np.ndarray | tuple[int, int], tuple[float, float]]] = []
+        self._planned = 0  # bytes `shrink` has decided to keep in memory
+        self._file: IO[bytes] | None = None
+
+    def close(self) -> None:
+        self._entries.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def shrink(self, frame: np.ndarray) -> Shrunk:
+        """A decoded frame at preview size, and what to keep of it: the pixels while the memory
+        budget lasts, JPEG bytes after. Runs in the decoding thread, in frame order."""
+        import cv2
+
+        small = frame
+        if frame.shape[1::-1] != self.size:
+            # bilinear down to half size (5x cheaper than INTER_AREA at 1296 -> 960 wide), area below it
+            mild = self.size[0] * 2 >= frame.shape[1] and self.size[1] * 2 >= frame.shape[0]
+            small = cv2.resize(frame, self.size, interpolation=cv2.INTER_LINEAR if mild else cv2.INTER_AREA)
+        if self._planned + small.nbytes <= self.memory_bytes:
+            self._planned += small.nbytes
+            return small, small
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise TangramError("cannot JPEG-encode a preview frame")
+        return small, jpeg.tobytes()
+
+    def add(self, index: int, stored: np.ndarray | bytes, frame_shape: tuple[int, ...]) -> tuple[float, float]:
+        """Keep frame `index` (`shrink`'s second value); returns the (x, y) scale from the pixels of
+        the frame its boxes are measured on (`frame_shape`) to preview pixels."""
+        kept: np.ndarray | tuple[int, int]
+        if isinstance(stored, bytes):
+            if self._file is None:
+                # closed in close(); anonymous, so nothing is left behind even on kill -9
+                self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".preview-spool-")  # noqa: SIM115
+            self._file.seek(0, os.SEEK_END)
+            kept = (self._file.tell(), len(stored))
+            self._file.write(stored)
+        else:
+            kept = stored
+        scale = (self.size[0] / frame_shape[1], self.size[1] / frame_shape[0])
+        self._entries.append((index, kept, scale))
+        return scale
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, tuple[float, float]]]:
+        """(frame_index, preview frame, (x, y) box scale), one frame in memory at a time from the file."""
+        import cv2
+
+        for index, kept, scale in self._entries:
+            if isinstance(kept, np.ndarray):
+                yield index, kept, scale
+                continue
+            assert self._file is not None
+            offset, length = kept
+            self._file.seek(offset)
+            yield index, cv2.imdecode(np.frombuffer(self._file.read(length), np.uint8), cv2.IMREAD_COLOR), scale
+
+
+class _Drawer:
+    """Boxes, ids, classes and confidences drawn with supervision into an H.264 preview video."""
+
+    def __init__(self, writer: Any):
+        import supervision as sv
+
+        self._sv = sv
+        self.writer = writer
+        self.boxes = sv.BoxAnnotator(thickness=2, color_lookup=sv.ColorLookup.TRACK)
+        self.labels = sv.LabelAnnotator(text_scale=0.5, text_padding=3, color_lookup=sv.ColorLookup.TRACK)
+
+    def write(self, frame: np.ndarray, dets: list[Detection], scale: tuple[float, float]) -> None:
+        """Draw `dets` (boxes in frame pixels, `scale`d to the preview) on `frame`, in place, and write it."""
+        if dets:
+            sx, sy = scale
+            detections = self._sv.Detections(
+                xyxy=np.array([d.box_xyxy for d in dets], float) * [sx, sy, sx, sy],
+                confidence=np.array([d.confidence for d in dets], float),
+                class_id=np.array([d.class_id for d in dets], int),
+                tracker_id=np.array([d.track_id for d in dets], int))
+            text = [f"#{d.track_id} {d.class_name} {d.confidence:.2f}" for d in dets]
+            frame = self.labels.annotate(self.boxes.annotate(frame, detections), detections, labels=text)
+        self.writer.write(frame)
+
+
+class _InBackground:
+    """`write(*args)` calls `fn(*args)` in one background thread, in call order, with at most
+    `depth` calls waiting; the thread's first error is raised by the next `write` or by `close`."""
+
+    def __init__(self, fn: Callable[..., None], depth: int):
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(fn,), name="tangram-preview", daemon=True)
+        self._thread.start()
+
+    def _work(self, fn: Callable[..., None]) -> None:
+        while (args := self._queue.get()) is not None:
+            if self._error is None:  # after an error, keep draining so that `write` never blocks
+                try:
+                    fn(*args)
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+
+    def write(self, *args: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(args)
+
+    def close(self, check: bool = True) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if check and self._error is not None:
+            raise self._error
+
+
+@contextmanager
+def _live_preview(path: Path | None, fps: float, size: tuple[int, int]) -> Iterator[_InBackground | None]:
+    """A preview video drawn during the tracking pass (raw tracker ids) by a background thread, off
+    the detector's path; None when `path` is None. ultrafast: a preview is for looking at; encoding
+    (in ffmpeg's own process) must not rival tracking."""
+    if path is None:
+        yield None
+        return
     from tangram.video import VideoWriter
 
-    width, height = int(tracks.video["width"]), int(tracks.video["height"])
-    size = _preview_size(width, height)
-    scale = size[0] / width
-    boxes = sv.BoxAnnotator(thickness=2, color_lookup=sv.ColorLookup.TRACK)
-    labels = sv.LabelAnnotator(text_scale=0.5, text_padding=3, color_lookup=sv.ColorLookup.TRACK)
-    indices = sorted(tracks.frames)
-    # ultrafast: a preview is for looking at; encode cost must not rival tracking's
     with VideoWriter(path, fps, size, preset="ultrafast") as writer:
-        for done, (index, frame) in enumerate(source.frames(indices=indices), start=1):
-            if scale != 1:
-                import cv2
+        drawer = _InBackground(_Drawer(writer).write, depth=8)
+        try:
+            yield drawer
+        except BaseException:
+            drawer.close(check=False)
+            raise
+        drawer.close()
 
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-            dets = tracks.frames.get(index, [])
-            if dets:
-                detections = sv.Detections(
-                    xyxy=np.array([d.box_xyxy for d in dets], float) * scale,
-                    confidence=np.array([d.confidence for d in dets], float),
-                    class_id=np.array([d.class_id for d in dets], int),
-                    tracker_id=np.array([d.track_id for d in dets], int))
-                text = [f"#{d.track_id} {d.class_name} {d.confidence:.2f}" for d in dets]
-                frame = labels.annotate(boxes.annotate(frame.copy(), detections), detections, labels=text)
-            writer.write(frame)
+
+def write_preview(path: Path, tracks: Tracks, frames: Iterable[tuple[int, np.ndarray, tuple[float, float]]],
+                  fps: float, progress: Callable[[int, int], None] | None = None) -> None:
+    """Draw the final tracks on preview frames kept from the tracking pass (`PreviewSpool`: frame
+    index, frame at preview size, box scale) into an H.264 video; the frames are drawn on in place."""
+    total = len(tracks.frames)
+    size = _preview_size(int(tracks.video["width"]), int(tracks.video["height"]))
+    from tangram.video import VideoWriter
+
+    with VideoWriter(path, fps, size, preset="ultrafast") as writer:
+        drawer = _Drawer(writer)
+        for done, (index, frame, scale) in enumerate(frames, start=1):
+            drawer.write(frame, tracks.frames.get(index, []), scale)
             if progress is not None:
-                progress(done, len(indices))
+                progress(done, total)
 
 
-def _preview_size(width: int, height: int, max_width: int = 960) -> tuple[int, int]:
+def _preview_size(width: int, height: int, max_width: int = PREVIEW_MAX_WIDTH) -> tuple[int, int]:
     """Previews of big videos are scaled down: they are for looking at, and encode cost grows with size."""
     if width <= max_width:
         return width, height
