@@ -83,7 +83,7 @@ def write_retrieval_pairs(db: Path, out: Path, window: int, neighbours: int, see
         descriptors = [np.asarray(database.read_descriptors(im.image_id).data) for im in images]
     finally:
         database.close()
-    similarity = bag_of_words(descriptors, seed)
-    pairs = window_and_retrieval_pairs(similarity @ similarity.T, window, neighbours)
+    words = bag_of_words(descriptors, seed)  # unit rows: their dot products are cosine similarities
+    pairs = window_and_retrieval_pairs(words @ words.T, window, neighbours)
     out.write_text("".join(f"{images[a].name} {images[b].name}\n" for a, b in pairs))
     return len(pairs)
