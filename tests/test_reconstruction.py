@@ -432,6 +432,21 @@ def test_consensus_scale_rejects_a_class_that_disagrees() -> None:
     assert prior.method == "camera_height_prior" and prior.uncertainty >= 0.3
 
 
+def test_two_weak_classes_that_agree_do_not_outvote_the_table_height() -> None:
+    from tangram.geometry.scale import furniture_votes
+
+    # true scale 0.4 m/unit: the table top stands 0.74 m above the floor (1.85 units); two fruit
+    # baskets taken for sandwiches and two large plants both read ~3x too small a scale. With three
+    # classes the MAD floor kept every class (0.28 m/unit); they must be rejected, not averaged in.
+    objs = [_obj(1, "sandwich", 0.35, 1.2), _obj(2, "sandwich", 0.3, 1.0),
+            _obj(3, "potted plant", 2.2, 1.6), _obj(4, "potted plant", 1.8, 2.0)]
+    votes = furniture_votes([], table_height=1.85, table_seen=True)
+    est = estimate_scale(objs, 1.0, None, votes)
+    used = {e["class_name"]: e["used"] for e in est.evidence}
+    assert used == {"sandwich": False, "potted plant": False, "dining table": True}
+    assert est.metres_per_unit == pytest.approx(0.4, rel=0.05)
+
+
 def test_deflate_still_works_after_pycolmap_loads() -> None:
     """pycolmap's extension carries its own static zlib; a system libz first loaded as its dependency
     binds to those symbols and every later deflate aborts the process ("free(): invalid pointer").

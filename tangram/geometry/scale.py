@@ -186,9 +186,11 @@ def _consensus(votes: Sequence[dict]) -> ScaleEstimate | None:
 
     1. each class's votes are pooled (inverse-variance mean in log space; its sigma is the larger of
        the pooled prior sigma and the spread of its own votes);
-    2. the classes' weighted median and the median absolute deviation (MAD) of the class votes;
-       a class further from the median than max(2.5 sigma_class, 3 MAD) is rejected (a "sandwich"
-       that is a fruit basket, a toy-sized ball);
+    2. the classes' weighted median and, from four classes on, the median absolute deviation (MAD)
+       of the class votes; a class further from the median than max(2.5 sigma_class, 3 MAD) is
+       rejected (a "sandwich" that is a fruit basket, a toy-sized ball). With three classes the MAD
+       is the smaller of the two other classes' deviations (the median's own is zero), so two weak
+       classes that agree with each other could never be rejected against a well-measured one;
     3. inverse-variance mean of the kept votes; the uncertainty is the larger of the pooled sigma and
        the spread of the kept class votes (honest when the priors claim more than the data show).
     """
@@ -210,7 +212,7 @@ def _consensus(votes: Sequence[dict]) -> ScaleEstimate | None:
         c_sig.append(max(1 / np.sqrt(w.sum()), spread))
     c_log_a, c_sig_a = np.array(c_log), np.array(c_sig)
     median = _weighted_median(c_log_a, 1 / c_sig_a**2)
-    mad = 1.4826 * float(np.median(np.abs(c_log_a - median))) if len(names) >= 3 else 0.0
+    mad = 1.4826 * float(np.median(np.abs(c_log_a - median))) if len(names) >= 4 else 0.0
     kept = np.abs(c_log_a - median) <= np.maximum(2.5 * c_sig_a, 3 * mad)
     if not kept.any():
         kept[int(np.argmin(np.abs(c_log_a - median) / c_sig_a))] = True
