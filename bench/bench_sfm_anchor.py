@@ -1,5 +1,6 @@
-"""TANGRAM's reconstruction stage against plain pycolmap, side by side in one run, on a real clip with
-metric ground-truth poses (hololens_office.mp4, no intrinsics given to either):
+"""TANGRAM's reconstruction stage against plain pycolmap, side by side in one run, on a clip with
+ground-truth poses, no intrinsics given to either: the real hololens_office.mp4 (metric poses) or
+the rendered default sample (`--clip sample`, its exact camera poses):
 
 - plain: what a user tries first: every k-th frame of the video, SIFT, sequential matching,
   incremental mapping, pycolmap's defaults (one shared camera, focal from its 1.2 x image prior);
@@ -10,7 +11,8 @@ Printed per side: registered frames, camera-centre RMS after Sim(3) against the 
 the ratios (TANGRAM / plain). Targets (issue 15): RMS ratio <= 1, SfM time ratio <= 1.2 (the same
 three steps on each side; the whole stage's time is printed beside it).
 
-    TANGRAM_YOLO_WEIGHTS=../shared/models/yolov8n_int8.tflite python bench/bench_sfm_anchor.py [--every 2]
+    TANGRAM_YOLO_WEIGHTS=../shared/models/yolov8n_int8.tflite python bench/bench_sfm_anchor.py \
+        [--clip hololens_office|sample] [--every 2]
 """
 
 from __future__ import annotations
@@ -83,17 +85,30 @@ def tangram_stage(video: Path, work: Path) -> dict:
             "poses": poses, "focal": cams["intrinsics"]["fx"], "timings": stats.get("timings_s", {})}
 
 
+def clip_and_truth(name: str) -> tuple[Path, dict[int, np.ndarray]]:
+    """The video and its true world_from_camera per frame index."""
+    if name == "sample":
+        from tangram.sample_scene import ensure_sample, load_sample
+
+        video = ensure_sample(0)
+        sample = load_sample(video.parent)
+        return video, {f: sample.world_from_camera(f) for f in range(len(sample.gt["frames"]))}
+    poses = np.loadtxt(REAL / "hololens_office" / "poses.txt").reshape(-1, 4, 4)
+    return REAL / "hololens_office.mp4", dict(enumerate(poses))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip", choices=["hololens_office", "sample"], default="hololens_office",
+                        help="the real posed clip (default) or the rendered default sample")
     parser.add_argument("--every", type=int, default=2, help="plain pycolmap takes every k-th frame (default 2)")
     args = parser.parse_args()
-    clip = REAL / "hololens_office.mp4"
-    truth = np.loadtxt(REAL / "hololens_office" / "poses.txt").reshape(-1, 4, 4)
+    clip, truth = clip_and_truth(args.clip)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         rows["plain pycolmap"] = plain_pycolmap(clip, args.every, Path(tmp) / "plain")
         rows["TANGRAM stage"] = tangram_stage(clip, Path(tmp) / "tangram")
-    print(f"\n{clip.name}, no intrinsics; truth: {len(truth)} metric poses")
+    print(f"\n{clip.name}, no intrinsics; truth: {len(truth)} poses")
     print(f"{'':16} {'frames':>7} {'registered':>10} {'RMS cm':>7} {'seconds':>8}")
     for label, r in rows.items():
         err = camera_centre_errors(r["poses"], {f: truth[f] for f in r["poses"]}) if len(r["poses"]) >= 3 else None

@@ -72,6 +72,7 @@ def triangulate(
     obs = [o for o in observations if o.frame in views]
     if len(obs) < 2:
         return Triangulation(None, views=len(obs), reason=f"seen in {len(obs)} registered view(s)")
+    stack = _Stack(views, obs)
     origins = np.array([views[o.frame].centre for o in obs])
     dirs = np.array([views[o.frame].rays(o.pixel[None])[1][0] for o in obs])
     pairs = list(combinations(range(len(obs)), 2))
@@ -79,33 +80,29 @@ def triangulate(
         rng = np.random.default_rng(seed)
         pairs = [pairs[i] for i in rng.choice(len(pairs), MAX_PAIRS, replace=False)]
     cos_min = np.cos(np.deg2rad(min_angle_deg))
-    best: tuple[int, float, np.ndarray] | None = None
-    for i, j in pairs:
-        if dirs[i] @ dirs[j] > cos_min:
-            continue
-        point = _closest_point(origins[[i, j]], dirs[[i, j]])
-        if point is None:
-            continue
-        inl = _inliers(views, obs, point)
-        score = (int(inl.sum()), -_spread(views, obs, point, inl))
-        if best is None or score > best[:2]:
-            best = (score[0], score[1], point)
-    if best is None:
+    ij = np.array(pairs, int).reshape(-1, 2)
+    ij = ij[np.einsum("ij,ij->i", dirs[ij[:, 0]], dirs[ij[:, 1]]) <= cos_min]
+    points, ok = _closest_points(origins[ij], dirs[ij])
+    if not ok.any():
         return Triangulation(
             None, views=len(obs), reason=f"no two views see it {min_angle_deg:g} degrees apart"
         )
-    point = best[2]
-    inl = _inliers(views, obs, point)
+    points = points[ok]
+    inl = stack.inliers(points)
+    count, spread = inl.sum(axis=1), stack.spread(points, inl)
+    # the most inliers, then the smallest spread, then the first pair (a stable choice)
+    best = int(np.lexsort((np.arange(len(points)), spread, -count))[0])
+    point, inl = points[best], inl[best]
     for _ in range(2):  # least squares on the inliers, then re-score
         refined = _closest_point(origins[inl], dirs[inl])
         if refined is None:
             break
-        new = _inliers(views, obs, refined)
+        new = stack.inliers(refined[None])[0]
         if new.sum() < inl.sum():
             break
         point, inl = refined, new
     angle = _widest_angle(dirs[inl])
-    residual = _spread(views, obs, point, inl)
+    residual = float(stack.spread(point[None], inl[None])[0])
     result = Triangulation(point, [obs[k].frame for k in np.flatnonzero(inl)], len(obs), angle, residual)
     if inl.sum() < min_views:
         result.reason = f"only {int(inl.sum())} of {len(obs)} views agree on a position"
@@ -116,6 +113,67 @@ def triangulate(
     else:
         result.credible = True
     return result
+
+
+class _Stack:
+    """The observations' cameras stacked, so that hypotheses project into all views at once."""
+
+    def __init__(self, views: Mapping[int, View], obs: list[Observation2D]) -> None:
+        cams = [views[o.frame] for o in obs]
+        self.rot = np.array([v.cam_from_world[:3, :3] for v in cams])  # N x 3 x 3
+        self.trans = np.array([v.cam_from_world[:3, 3] for v in cams])  # N x 3
+        k = [v.intrinsics for v in cams]
+        self.f = np.array([[i.fx, i.fy] for i in k])
+        self.c = np.array([[i.cx, i.cy] for i in k])
+        self.dist = np.array([i.distortion() for i in k])  # N x (k1, k2, p1, p2)
+        box = np.array([o.box for o in obs], float)
+        margin = BOX_MARGIN * (box[:, 2:] - box[:, :2])
+        self.lo, self.hi = box[:, :2] - margin, box[:, 2:] + margin
+        self.pixel = np.array([o.pixel for o in obs], float)
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P x N x 2 pixels, P x N depths) of P points in the N views (the View.project model)."""
+        cam = np.einsum("nij,pj->pni", self.rot, points) + self.trans
+        depth = cam[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x, y = cam[..., 0] / depth, cam[..., 1] / depth
+        k1, k2, p1, p2 = self.dist.T
+        r2 = x * x + y * y
+        radial = 1 + k1 * r2 + k2 * r2 * r2
+        xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+        yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+        uv = np.stack([xd, yd], axis=-1) * self.f + self.c
+        return uv, depth
+
+    def inliers(self, points: np.ndarray) -> np.ndarray:
+        """P x N: the view's box (grown by BOX_MARGIN) holds the point's projection, in front of it."""
+        uv, depth = self.project(points)
+        with np.errstate(invalid="ignore"):
+            inside = np.all((uv >= self.lo) & (uv <= self.hi), axis=-1)
+        return inside & (depth > 1e-9)
+
+    def spread(self, points: np.ndarray, inl: np.ndarray) -> np.ndarray:
+        """Per point: the median pixel distance of its projections from the inlier views' centres."""
+        uv, _ = self.project(points)
+        dist = np.where(inl, np.linalg.norm(uv - self.pixel, axis=-1), np.nan)
+        out = np.full(len(points), np.inf)
+        some = inl.any(axis=1)
+        out[some] = np.nanmedian(dist[some], axis=1)
+        return out
+
+
+def _closest_points(origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_closest_point` of many ray pairs at once: (P x 3 points, P flags: well-conditioned and in
+    front of both cameras). origins, dirs: P x 2 x 3."""
+    proj = np.eye(3) - dirs[..., :, None] * dirs[..., None, :]  # P x 2 x 3 x 3
+    a = proj.sum(axis=1)
+    b = np.einsum("pkij,pkj->pi", proj, origins)
+    ok = np.linalg.cond(a) <= 1e8 if len(a) else np.zeros(0, bool)
+    points = np.zeros((len(a), 3))
+    if ok.any():
+        points[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
+    ahead = (np.einsum("pkj,pkj->pk", points[:, None, :] - origins, dirs) > 0).all(axis=1)
+    return points, ok & ahead
 
 
 def _closest_point(origins: np.ndarray, dirs: np.ndarray) -> np.ndarray | None:
@@ -131,28 +189,6 @@ def _closest_point(origins: np.ndarray, dirs: np.ndarray) -> np.ndarray | None:
     if np.any(((point - origins) * dirs).sum(axis=1) <= 0):  # behind a camera
         return None
     return point
-
-
-def _inliers(views: Mapping[int, View], obs: list[Observation2D], point: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(obs), bool)
-    for k, o in enumerate(obs):
-        uv, depth = views[o.frame].project(point[None])
-        if depth[0] <= 0 or not np.all(np.isfinite(uv)):
-            continue
-        x1, y1, x2, y2 = o.box
-        mx, my = BOX_MARGIN * (x2 - x1), BOX_MARGIN * (y2 - y1)
-        u, v = uv[0]
-        out[k] = x1 - mx <= u <= x2 + mx and y1 - my <= v <= y2 + my
-    return out
-
-
-def _spread(views: Mapping[int, View], obs: list[Observation2D], point: np.ndarray, inl: np.ndarray) -> float:
-    dist = [
-        float(np.linalg.norm(views[o.frame].project(point[None])[0][0] - o.pixel))
-        for o, keep in zip(obs, inl, strict=True)
-        if keep
-    ]
-    return float(np.median(dist)) if dist else float("inf")
 
 
 def _widest_angle(dirs: np.ndarray) -> float:

@@ -98,13 +98,17 @@ def run(ctx: StageContext) -> StageOutcome:
     obs = load_observations(ctx.upstream.get("tracking"), ctx.upstream.get("segmentation"))
     ensure_tracks(obs)
     attempt = Attempt()
+    steps: dict[str, float] = {}  # seconds of the steps around SfM (SfM's own are in sfm.timings)
     try:
         ctx.progress(0, STEPS, "choosing keyframes")
         attempt.plan = plan_keyframes(source, cfg, obs.mask_frames, attempt)
+        steps["keyframes"] = time.perf_counter() - started
         images = write_keyframes(source, attempt.plan.frames, ctx.out_dir / "images")
+        steps["write_images"] = time.perf_counter() - started - sum(steps.values())
         ctx.progress(1, STEPS, f"structure from motion on {len(images)} keyframes")
         attempt.sfm = _run_sfm(ctx, cfg, attempt.plan, images)
         model = attempt.model = read_model(attempt.sfm.reconstruction)
+        mark = time.perf_counter()
         log.info("reconstruction: %d of %d keyframes registered, %d 3D points, focal %.0f px (%s)",
                  attempt.sfm.num_registered, len(images), len(model.cloud.xyz), model.intrinsics["fx"],
                  _focal_source(cfg))
@@ -117,9 +121,14 @@ def run(ctx: StageContext) -> StageOutcome:
     except StageFailed as exc:
         write_failure(ctx.out_dir / "failed", str(exc), attempt, cfg)
         raise
+    steps["scene"] = time.perf_counter() - mark
     _to_table_frame(attempt.sfm.reconstruction, scene.metric)
     ctx.progress(6, STEPS, "writing the model")
+    mark = time.perf_counter()
+    attempt.sfm.timings.update({k: round(v, 3) for k, v in steps.items()})
     summary = write_outputs(ctx.out_dir, attempt.sfm, attempt.plan, model, scene, obs, images, cfg)
+    log.info("reconstruction: %s; writing %.1f s", ", ".join(f"{k} {v:.1f} s" for k, v in attempt.sfm.timings.items()),
+             time.perf_counter() - mark)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     log.info("reconstruction: table %s (%d points), %d objects placed, %d unplaced, scale %s %.4g m/unit ±%.0f%%",
              scene.table.method, scene.table.inliers, len(scene.objects), len(scene.unplaced), scene.scale.method,
