@@ -78,6 +78,9 @@ def test_furniture_stands_on_the_floor_and_nothing_falls(tmp_path: Path) -> None
             {"id": 2, "class_name": "chair", "position": [0.0, 0.75, -0.30], "size": [0.45, 0.45, 0.88]},
             # an object seen beyond the table's measured edge: nothing under it in the model
             {"id": 3, "class_name": "book", "position": [0.65, 0.0, 0.02], "size": [0.15, 0.2, 0.04]},
+            # a tray two thirds beyond the measured edge (the far edge was out of view): it proves the
+            # top reaches under it, so it rests as seen instead of tipping off
+            {"id": 4, "class_name": "book", "position": [-0.55, 0.0, 0.015], "size": [0.3, 0.4, 0.03]},
         ]
     )
     scene["nodes"][0]["floor_z"] = -0.74
@@ -93,8 +96,9 @@ def test_furniture_stands_on_the_floor_and_nothing_falls(tmp_path: Path) -> None
     assert check["floor"] and check["below_support"] == [] and check["world_stood"]
     assert 3 in check["settling"]["fixed"] and "held in place" in check["settling"]["reasons"]["3"]
     assert 2 not in check["settling"]["fixed"]  # static furniture does not move
+    assert "4" not in check["settling"]["moved"]
     assert result["success"], result["failure_reason"]
-    for oid in ("2", "3"):  # still where they were seen
+    for oid in ("2", "3", "4"):  # still where they were seen
         z = result["final_poses"][oid]["position"][2]
         assert abs(z - world.objects[int(oid)].position[2]) < 0.02
 

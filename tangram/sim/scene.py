@@ -58,6 +58,9 @@ class SimObject:
     grasp_axis_local: float  # body-frame yaw of the direction the fingers close along
 
 
+RESTING_GAP = 0.03  # m: an object whose bottom is this close to the table top rests on it
+
+
 @cache
 def _obj_vertices(rel: str) -> np.ndarray:
     verts = []
@@ -99,9 +102,25 @@ class SceneBuilder:
         self.table_rect: Rect | None = None
 
     def table(self, world: World) -> int:
-        self.table_rect = world.table_rect
-        sx, sy = world.table_size
-        cx, cy = world.table_center
+        """The table top at z = 0: the measured visible extent, grown under every object that rests
+        on it, its bottom within RESTING_GAP of the top and its footprint over the measured extent
+        (what stands on the table proves the top reaches under it; the far edge is often out
+        of view or hidden by the objects themselves, and a tray measured half beyond it would tip)."""
+        rect = world.table_rect
+        for obj in world.objects.values():
+            bottom = obj.position[2] - obj.size[2] / 2
+            if obj.support == "table" and not obj.furniture and abs(bottom) <= RESTING_GAP:
+                c, s = abs(math.cos(obj.yaw)), abs(math.sin(obj.yaw))
+                hx = (c * obj.size[0] + s * obj.size[1]) / 2
+                hy = (s * obj.size[0] + c * obj.size[1]) / 2
+                foot = Rect.around(obj.position[0], obj.position[1], hx, hy)
+                if not foot.overlaps(world.table_rect):
+                    continue  # wholly beyond the edge: it may stand on something else at that height
+                rect = Rect(min(rect.xmin, foot.xmin), min(rect.ymin, foot.ymin),
+                            max(rect.xmax, foot.xmax), max(rect.ymax, foot.ymax))
+        self.table_rect = rect
+        sx, sy = rect.xmax - rect.xmin, rect.ymax - rect.ymin
+        cx, cy = rect.center
         col = self.p.createCollisionShape(self.p.GEOM_BOX, halfExtents=[sx / 2, sy / 2, TABLE_THICKNESS / 2])
         vis = self.p.createVisualShape(
             self.p.GEOM_BOX,
