@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,8 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
-def run_variant(tree: Path, clip: str, variant: str, path: Path, res: float, exports: Path) -> Path:
+def run_variant(tree: Path, clip: str, variant: str, path: Path, res: float, exports: Path,
+                force: Sequence[str] = ()) -> Path:
     name = f"{clip}-{variant.replace('+', '_')}"
     env = {
         **os.environ,
@@ -123,6 +125,8 @@ def run_variant(tree: Path, clip: str, variant: str, path: Path, res: float, exp
     }
     cmd = [sys.executable, str(tree / "main.py"), "--input", str(path), "--mode", "graph", "--segmenter", "grabcut",
            "--exports-dir", str(exports), "--name", name]
+    for stage in force:
+        cmd += ["--force", stage]
     k = CLIPS[clip]["K"]
     if variant.endswith("+K"):
         fx, fy, cx, cy = k
@@ -243,6 +247,9 @@ def main() -> int:
     p.add_argument("--variants", nargs="*", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--work", type=Path, help="keep variants and run folders here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="also write the measurements as JSON")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="re-run this stage (and what follows) in runs kept in --work: a code change the "
+                        "run folders' hashes do not see, measured without redoing tracking and masks")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_robustness_"))
     sides = [("after", ROOT)]
@@ -265,7 +272,7 @@ def main() -> int:
                 path, step, res = made
                 for side, tree in sides:
                     started = time.perf_counter()
-                    run = run_variant(tree, clip, variant, path, res, work / side)
+                    run = run_variant(tree, clip, variant, path, res, work / side, args.force)
                     m = measure(run, clip, step)
                     results[f"{clip}|{variant}|{side}"] = m
                     rows.append(row(clip, variant, side, m))

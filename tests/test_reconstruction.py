@@ -89,6 +89,51 @@ def test_wide_objects_reaching_two_levels_stand_on_the_one_with_more_points() ->
     assert _plane_under([low, top], ref, small, 0.01, xyz) is top
 
 
+def test_a_wide_bottom_at_the_edge_of_its_window_does_not_flip_the_supporting_level() -> None:
+    """hololens_office's PNG frames: a basket and two floor plants beside the table give bottoms at
+    -0.13, 0.36 and 0.65 (units), the table top is the 717-point level at 0.72, a 217-point layer
+    lies at 0.32. The basket's bottom sat 3 mm outside its 2-sigma window of the table, so counting
+    the bottoms chose the layer; the table must win on either side of that edge."""
+    from tangram.geometry.plane import Plane
+    from tangram.geometry.table import _plane_under
+
+    rng = np.random.default_rng(5)
+    counts = {0.0: 708, -1.155: 963, -0.078: 122, 0.322: 217, 0.72: 717}
+    xyz = np.vstack([np.column_stack([rng.uniform(-2, 2, (n, 2)), h + rng.normal(0, 0.01, n)])
+                     for h, n in counts.items()])
+    up = np.array([0.0, 0.0, 1.0])
+    ref, *levels = [Plane(up, -h) for h in counts]
+    for first in (-0.125, -0.131, -0.14):  # inside, just outside, well outside the table's window
+        anchors = [(np.array([0.0, 0.0, first]), 1.696), (np.array([0.5, 0.5, 0.357]), 1.49),
+                   (np.array([-0.5, 0.5, 0.651]), 1.046)]
+        chosen = _plane_under(levels, ref, anchors, 0.0585, xyz)
+        assert chosen is levels[-1], first
+
+
+def test_the_floor_is_a_fitted_plane_measured_under_the_table() -> None:
+    """A floor 3 degrees off the table's normal (a reconstruction slightly bent over the room) spans
+    several height levels; its height under the table's centre is what the table stands on."""
+    from tangram.geometry.plane import Plane
+    from tangram.geometry.table import _height_under, floor_plane
+
+    rng = np.random.default_rng(6)
+    tilt = np.deg2rad(3.0)
+    fx, fy = rng.uniform(-4, 4, 3000), rng.uniform(-3, 3, 3000)
+    floor = np.column_stack([fx, fy, -1.8 + np.tan(tilt) * fx + rng.normal(0, 0.01, 3000)])
+    top = np.column_stack([rng.uniform(0.5, 1.5, (600, 2)), rng.normal(0, 0.005, 600)])
+    clutter = np.column_stack([rng.uniform(-4, 4, (150, 2)), rng.uniform(-1.5, 0.5, 150)])
+    xyz = np.vstack([floor, top, clutter])
+    table = Plane(np.array([0.0, 0.0, 1.0]), 0.0)
+    cameras = np.column_stack([rng.uniform(-2, 2, (20, 2)), np.full(20, 1.5)])
+    found = floor_plane(xyz, table, 0.02, cameras)
+    assert found is not None
+    height = _height_under(table, found, top.mean(axis=0))
+    truth = -1.8 + np.tan(tilt) * top[:, 0].mean()  # the floor right under the table's centre
+    assert height == pytest.approx(truth, abs=0.03)
+    # with nothing well below the top (a close-up of a table), there is no floor
+    assert floor_plane(np.vstack([top, top[:50] - [0, 0, 0.05]]), table, 0.02, cameras) is None
+
+
 def test_retrieval_pairs_link_a_loop_and_stay_linear() -> None:
     """An orbit whose last images see what the first saw: the window links neighbours, retrieval
     links the ends; the pair count is at most n (window + neighbours), and exhaustive matching is

@@ -58,8 +58,8 @@ class TableEstimate:
     inliers: int
     candidates: int  # points around the objects the first plane was sought in
     method: str  # "points around objects", "dominant plane" or "plane under the objects"
-    floor: Plane | None = None  # the lowest horizontal plane well below the table, where furniture stands
-    floor_z: float | None = None  # its height in the table frame (unit scale, negative)
+    floor: Plane | None = None  # the floor (`floor_plane`), where furniture stands
+    floor_z: float | None = None  # its height under the table's centre in the table frame (unit scale, negative)
     table_points: int = 0  # plane points in the table's own patch (its extent)
     planes: list[PlaneCandidate] = field(default_factory=list)  # every plane considered
     camera_up: CameraUp | None = None
@@ -193,8 +193,8 @@ def estimate_table(
 
     anchors: (centre, width) of the tabletop objects placed so far (SfM frame). The supporting plane
     is then the horizontal plane right under their bottoms (a room has a floor, tables, counters at
-    several heights: the one the objects stand on); the lowest horizontal plane well below it is the
-    floor, where furniture stands.
+    several heights: the one the objects stand on); the best-supported plane well below it is the
+    floor, where furniture stands (`floor_plane`).
     """
     centres = np.array([v.centre for v in views.values()])
     up_prior = camera_up(views)
@@ -219,7 +219,6 @@ def estimate_table(
     plane = first.plane
     up = _up_reference(cloud.xyz, plane, threshold, centres)
     levels = horizontal_planes(cloud.xyz, up, threshold, centres)
-    floor = levels[0] if levels else None
     if anchors:
         chosen = _plane_under(levels, plane, anchors, threshold, cloud.xyz)
         if chosen is not None and chosen is not plane:
@@ -229,13 +228,12 @@ def estimate_table(
         band = np.abs(plane.distance(cloud.xyz)) < threshold
         plane = Plane(up.normal, float(-np.median(cloud.xyz[band] @ up.normal)))
     on_plane = np.abs(plane.distance(cloud.xyz)) < threshold
-    if floor is not None and float(np.median(floor.distance(cloud.xyz[on_plane]))) < 10 * threshold:
-        floor = None  # the lowest level is the table itself (or just under it): no floor seen
     table_pts = cloud.xyz[on_plane]
     if anchors and len(table_pts) >= MIN_TABLE_POINTS:
         table_pts = _connected_to(table_pts, plane, [a for a, _ in anchors], threshold)
     frame = build_table_frame(plane, views[first_frame].world_from_camera, table_pts, centres, fixation_point(views))
-    floor_z = None if floor is None else _level_z(frame, floor)
+    floor = floor_plane(cloud.xyz, plane, threshold, centres)
+    floor_z = None if floor is None else _height_under(plane, floor, table_pts.mean(axis=0))
     return TableEstimate(
         frame, plane, threshold, int(on_plane.sum()), len(region), method, floor, floor_z, len(table_pts),
         planes, up_prior,
@@ -287,25 +285,66 @@ def horizontal_planes(xyz: np.ndarray, ref: Plane, threshold: float, cameras: np
     return [p for _, p in sorted(planes, key=lambda hp: hp[0])]
 
 
+def floor_plane(xyz: np.ndarray, table: Plane, threshold: float, cameras: np.ndarray) -> Plane | None:
+    """The floor: the best-supported plane of the points well below the table top (more than 10
+    inlier bands), within 15 degrees of the table's normal, with the cameras above it; None when the
+    floor is not seen. A fitted plane, not a level parallel to the table: a reconstruction is rarely
+    exactly flat over a room, and a floor a few degrees off the table's normal spreads over several
+    height levels (on hololens_office's PNG frames the lowest of them lay 13 % further below the
+    table top than the floor under the table does)."""
+    below = xyz[table.distance(xyz) < -10 * threshold]
+    if len(below) < MIN_TABLE_POINTS:
+        return None
+    cos_max = np.cos(np.deg2rad(15))
+    found = ransac_plane(below, threshold, iterations=600, seed=2,
+                         accept=lambda n: abs(float(n @ table.normal)) >= cos_max)
+    if found is None or found[1].sum() < max(MIN_TABLE_POINTS, 0.02 * len(xyz)):
+        return None
+    floor = found[0] if found[0].normal @ table.normal > 0 else found[0].flipped()
+    if (floor.distance(cameras) > 0).mean() < 0.8:
+        return None
+    return floor
+
+
+def _height_under(table: Plane, floor: Plane, at: np.ndarray) -> float:
+    """Height of the floor under `at` (taken onto the table top first), along the table's normal
+    (negative, units)."""
+    on_top = at - table.distance(at[None])[0] * table.normal
+    return float(-floor.distance(on_top[None])[0] / (floor.normal @ table.normal))
+
+
+OTHER_SUPPORT = 0.2  # chance that an object stands on something else (the floor beside the table, another object)
+
+
 def _plane_under(
     levels: list[Plane], ref: Plane, anchors: Sequence[tuple[np.ndarray, float]], threshold: float,
     xyz: np.ndarray,
 ) -> Plane | None:
-    """The level most objects stand on: anchors are (bottom point, width); an object stands on a
-    level when its bottom lies within max(half its width, 3 bands) of it. Ties (wide objects, whose
-    bottoms are the least certain, reach several levels): the level with more 3D points on it, a
-    table top rather than a sparse layer of clutter or chair backs above or below it."""
+    """The level the objects stand on; anchors are (bottom point, width).
+
+    Each level is scored as the support: its 3D points (a table top is a populated surface, not a
+    sparse layer of clutter or chair backs) times how well it explains the objects' bottoms. A
+    bottom is Gaussian about the level it stands on, sigma = max(half its width, 3 bands) / 2 (wide
+    objects' bottoms are the least certain), or, with probability OTHER_SUPPORT, anywhere over the
+    levels' height range (a plant standing on the floor beside the table, an object on another).
+    A level needs one bottom within 2 sigma of it. Scored, not counted: a hard count of the bottoms
+    within 2 sigma flipped the choice when one wide object's bottom moved by 3 mm across that edge."""
     if not levels:
         return None
     bottoms = np.array([ref.distance(b[None])[0] for b, _ in anchors])
-    tol = np.array([max(w / 2, 3 * threshold) for _, w in anchors])
-    best, best_key = None, None
-    for p in [ref, *levels]:
-        level = float(ref.distance(-p.offset * p.normal[None])[0])
-        standing = int((np.abs(bottoms - level) <= tol).sum())
-        key = (standing, int((np.abs(p.distance(xyz)) < 1.5 * threshold).sum()))
-        if standing and (best_key is None or key > best_key):
-            best, best_key = p, key
+    sigma = np.array([max(w / 2, 3 * threshold) for _, w in anchors]) / 2
+    heights = [float(ref.distance(-p.offset * p.normal[None])[0]) for p in [ref, *levels]]
+    span = max(max(heights) - min(heights), 6 * threshold)
+    best, best_score = None, -np.inf
+    for p, level in zip([ref, *levels], heights, strict=True):
+        z = (bottoms - level) / sigma
+        if not np.any(np.abs(z) <= 2):
+            continue
+        density = np.exp(-0.5 * z**2) * span / (sigma * np.sqrt(2 * np.pi))
+        points = int((np.abs(p.distance(xyz)) < 1.5 * threshold).sum())
+        score = np.log(max(points, 1)) + float(np.log((1 - OTHER_SUPPORT) * density + OTHER_SUPPORT).sum())
+        if score > best_score:
+            best, best_score = p, score
     return best
 
 
@@ -334,12 +373,6 @@ def _connected_to(pts: np.ndarray, plane: Plane, seeds: list[np.ndarray], thresh
         wanted = {int(ids[np.argmax(counts)])}
     keep = np.isin(labels[ij[:, 0], ij[:, 1]], list(wanted))
     return pts[keep] if keep.sum() >= MIN_TABLE_POINTS else pts
-
-
-def _level_z(frame: TableFrame, level: Plane) -> float:
-    """Height of another level in the table frame (unit scale), negative below the table top."""
-    point = -level.offset * level.normal
-    return float(frame.apply(point[None])[0, 2])
 
 
 def fixation_point(views: dict[int, View], min_spread: float = 0.02) -> np.ndarray | None:
