@@ -45,15 +45,14 @@ def test_runner_batch_and_task_skip_through_one_function(tmp_path: Path, make_co
     local = _manifest(apple_video)
     runner.Pipeline(config)._run_stage("segmentation", local_dir, local, stale=True)
 
-    # the batch driver's path: the same stage's result arriving from a worker
+    # the batch driver's path: the runner an input of the batch runs in (Dask executor, batch entry)
     batch_dir = tmp_path / "batch"
     batch_dir.mkdir()
     batched = _manifest(apple_video)
     driver = BatchDriver(config, BatchOptions())
-    driver.batch = {"name": "b"}
-    state = InputState(BatchInput(apple_video, "apple"), {"stages": {}}, ["tracking", "segmentation"], batch_dir,
-                       manifest=batched)
-    driver._import_one(state, "segmentation", future=None)
+    driver.batch, driver.batch_dir = {"name": "b"}, tmp_path
+    state = InputState(BatchInput(apple_video, "apple"), {"stages": {}}, ["tracking", "segmentation"], batch_dir)
+    driver.pipeline(state)._run_stage("segmentation", batch_dir, batched, stale=True)
 
     assert calls == [("local", "segmentation"), ("batch", "segmentation")]
     expected = {"status": "skipped", "reason": "needs tracking failed"}

@@ -1,21 +1,28 @@
-"""The Dask executor: what a batch worker runs, one (input, stage) task, through `run_stage_here`.
+"""The Dask executor: each stage of one input as one (input, stage) task on a Dask worker.
 
-`run_stage_task` is submitted by the driver with its upstream tasks' futures as arguments, so Dask
-knows the real dependencies and moves each upstream archive to the worker that needs it (once per
-worker: the extracted folder is cached in the worker's scratch space, keyed by its SHA-256). The
-input itself reaches a worker either as a path (a LocalCluster shares this machine's disk) or as a
-scattered `InputBlob` that Dask moves to each worker needing it; the worker writes it to its scratch
-space once and reuses it for the input's later stages.
+`DaskExecutor` is an `Executor` (see the package docstring): the runner (`tangram.runner.Pipeline`)
+drives it exactly as it drives the local or the Thunder executor, so order, hashes, reuse, resume,
+"skip: needs X" and the records are the runner's; `tangram batch` (`tangram.fleet`) runs one
+pipeline per input, several at once, each with its own `DaskExecutor`. `run_stage` submits
+`run_stage_task` (`retries=`, `priority=`, `resources={"GPU": 1}` from a placement callback) with
+the futures of the upstream tasks it submitted as arguments, so Dask knows the real dependencies
+and moves each upstream archive to the worker that needs it (once per worker: the extracted folder
+is cached in the worker's scratch space, keyed by its SHA-256); an upstream stage reused from the
+run folder is packed and scattered. The input reaches a worker either as a path (a LocalCluster
+shares this machine's disk) or as a scattered `InputBlob` that Dask moves to each worker needing it;
+the worker writes it to its scratch space once and reuses it for the input's later stages.
 
-The stage writes into a fresh temp folder; the folder comes back as a checked archive (a tar made by
-`tangram.execution.archive.write_tar`, with its SHA-256) inside the `StageResult`, and the client
-imports it. The worker process is warm (`tangram.execution.warm`): torch and each model are loaded
-once per worker and reused by its later tasks; `warm.loads` counts the loads.
+The stage writes into a fresh temp folder on the worker; the folder comes back as a checked archive
+(a tar made by `tangram.execution.archive.write_tar`, with its SHA-256) inside the `StageResult`,
+and the executor extracts it into `ctx.out_dir` (refusing links and outside paths), which the runner
+renames into the run folder. The worker process is warm (`tangram.execution.warm`): torch and each
+model are loaded once per worker and reused by its later tasks; `warm.loads` counts the loads.
 
-Failures: a `StageFailed` or `TangramError` (a bad input, a bad setting) is a result with
-status "failed" and its one-line reason: retrying cannot help. Anything else raises, and Dask's
-`retries=` reruns the task (on another worker if this one died). A stage whose upstream failed
-returns "skipped" without running, with the runner's own reason (`unmet_needs`).
+Failures: a `StageFailed` or `TangramError` on the worker (a bad input, a bad setting) is a result
+with status "failed" and its one-line reason: retrying cannot help, and the executor raises
+`StageFailed` with it. Anything else raises on the worker, and Dask's `retries=` reruns the task (on
+another worker if this one died); when every retry failed the stage fails with one line
+("its worker died too often running it"). A cancelled batch raises the runner's `Cancelled`.
 """
 
 from __future__ import annotations
@@ -25,16 +32,19 @@ import io
 import os
 import shutil
 import socket
+import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tangram.errors import StageFailed, TangramError
 from tangram.execution import warm
-from tangram.execution.archive import extract_into, folder_files, write_tar
-from tangram.execution.base import first_line, run_stage_here, unmet_needs
+from tangram.execution.archive import extract_into, folder_files, safe_extract, write_tar
+from tangram.execution.base import clear_dir, first_line, run_stage_here, unmet_needs
+from tangram.stages.base import StageContext, StageOutcome, StageSpec
 
 GPU_SHARE_ENV = "TANGRAM_FLEET_GPU_SHARE"  # workers sharing this worker's GPU (set by the cluster)
 
@@ -52,6 +62,12 @@ class InputRef:
     @property
     def filename(self) -> str:
         return Path(self.path).name
+
+    @classmethod
+    def of(cls, name: str, path: Path, fingerprint: str) -> InputRef:
+        nbytes = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+            path.stat().st_size
+        return cls(name, str(path), fingerprint, path.is_dir(), nbytes)
 
 
 @dataclass(frozen=True)
@@ -136,12 +152,113 @@ def unpack_checked(data: bytes, sha256: str, dest: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def existing_stage_result(input_name: str, stage: str, folder: Path, record: dict[str, Any]) -> StageResult:
-    """A stage already in the run folder (resume), packed so that a downstream task can use it."""
+def existing_stage_result(input_name: str, stage: str, folder: Path) -> StageResult:
+    """A stage already in the run folder (reused), packed so that a downstream task can use it."""
     data, digest, count = pack_folder(folder)
-    return StageResult(input_name, stage, "done", backend=str(record.get("backend", "")),
-                       summary=dict(record.get("summary") or {}), archive=data, sha256=digest, files=count,
-                       seconds=float(record.get("seconds") or 0.0), worker="client", produced=False)
+    return StageResult(input_name, stage, "done", archive=data, sha256=digest, files=count, worker="client")
+
+
+def extract_result(result: StageResult, dest: Path) -> None:
+    """A worker's archive, checked (SHA-256, file count, plain files with relative names) and
+    extracted into the empty folder `dest`; a refused archive leaves `dest` empty."""
+    if result.archive is None or hashlib.sha256(result.archive).hexdigest() != result.sha256:
+        raise TangramError(f"archive of {result.stage} for {result.input_name} arrived corrupt")
+    with tempfile.NamedTemporaryFile(prefix="tangram-fleet-", suffix=".tar") as fh:
+        fh.write(result.archive)
+        fh.flush()
+        try:
+            names = safe_extract(Path(fh.name), dest)
+            if len(names) != result.files:
+                raise TangramError(f"archive of {result.stage} for {result.input_name} has {len(names)} files, "
+                                   f"expected {result.files}")
+        except BaseException:
+            clear_dir(dest)
+            raise
+
+
+def task_failure(exc: BaseException) -> str:
+    """One line for a task that raised after every retry (or whose workers kept dying)."""
+    text = str(exc).strip()
+    line = text.splitlines()[0][:300] if text else ""
+    if type(exc).__name__ == "KilledWorker":
+        return f"its worker died too often running it ({line})"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+class DaskExecutor:
+    """The stages of one input, each as a `run_stage_task` on a Dask cluster (module docstring).
+
+    `placement(stage)` gives (priority, wants a GPU); `on_submit(stage, key, future)` hears each
+    task as it is submitted. `results` keeps each stage's `StageResult` (worker, bytes, seconds),
+    `digests` the archives the workers extracted (for `prune_input_scratch`)."""
+
+    where = "dask"
+
+    def __init__(self, client: Any, ref: InputRef, *, ship_input: bool = False, retries: int = 0,
+                 gpu_memory_fraction: float = 0.9, token: str = "",
+                 placement: Callable[[str], tuple[int, bool]] | None = None,
+                 on_submit: Callable[[str, str, Any], None] | None = None,
+                 task: Callable[..., StageResult] | None = None):
+        self.client, self.ref, self.ship_input = client, ref, ship_input
+        self.retries, self.gpu_memory_fraction, self.token = retries, gpu_memory_fraction, token
+        self.placement = placement or (lambda stage: (0, False))
+        self.on_submit = on_submit
+        self.task = task or run_stage_task
+        self.futures: dict[str, Any] = {}
+        self.results: dict[str, StageResult] = {}
+        self.digests: set[str] = set()
+        self.cancelled = False
+        self._blob: Any = None
+
+    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome:
+        from tangram.settings import public_dict
+
+        stage = spec.name
+        upstream = {r: self.futures[r] if r in self.futures else self._scatter_existing(r, ctx.upstream[r])
+                    for r in spec.requires}
+        priority, gpu = self.placement(stage)
+        key = f"{stage}-{self.ref.name}-{self.token}"
+        future = self.client.submit(
+            self.task, stage, self.ref, self._blob_for(spec), public_dict(ctx.config), upstream,
+            self.gpu_memory_fraction, key=key, pure=False, retries=self.retries, priority=priority,
+            resources={"GPU": 1} if gpu else None)
+        self.futures[stage] = future
+        if self.on_submit is not None:
+            self.on_submit(stage, key, future)
+        try:
+            result = future.result()
+        except Exception as exc:  # raised after every retry, its workers died too often, or cancelled
+            if self.cancelled or type(exc).__name__ == "CancelledError":
+                from tangram.runner import Cancelled
+
+                raise Cancelled(f"{stage} cancelled") from None
+            result = StageResult(self.ref.name, stage, "failed", reason=task_failure(exc), produced=True)
+        self.results[stage] = result
+        if result.sha256:
+            self.digests.add(result.sha256)
+        if result.status == "done":  # a refused or corrupt archive fails this input's stage alone
+            try:
+                extract_result(result, ctx.out_dir)
+            except (TangramError, ValueError, OSError, tarfile.TarError) as exc:
+                result.status, result.reason = "failed", f"its archive was refused: {task_failure(exc)}"
+        if result.status != "done":
+            raise StageFailed(result.reason or result.status)
+        return StageOutcome(result.backend, result.summary, where=result.hostname or self.where, execution={
+            "worker": result.worker, "bytes_up": result.bytes_up, "bytes_down": result.bytes_down,
+            "stage_s": round(result.seconds, 3), "task_s": round(result.task_seconds, 3),
+            "device": result.device})
+
+    def _scatter_existing(self, stage: str, folder: Path) -> Any:
+        packed = existing_stage_result(self.ref.name, stage, folder)
+        self.digests.add(packed.sha256)
+        return self.client.scatter(packed, hash=False)
+
+    def _blob_for(self, spec: StageSpec) -> Any:
+        if not (spec.uses_input and self.ship_input):
+            return None
+        if self._blob is None:
+            self._blob = self.client.scatter(InputBlob.of(self.ref), hash=False)
+        return self._blob
 
 
 def _worker() -> Any:
