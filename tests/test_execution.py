@@ -1,4 +1,4 @@
-"""tangram.execution: one skip rule for the runner, the batch driver and the Dask task, and warm
+"""tangram.execution: one skip rule for the runner and the batch (whose inputs run in the runner), and warm
 workers (a batch of 3 inputs on 1 worker loads the detector once, and the reused detector tracks
 a copy of an input exactly as the freshly loaded one did)."""
 
@@ -24,10 +24,8 @@ def _without_time(record: dict[str, Any]) -> dict[str, Any]:
 def test_runner_batch_and_task_skip_through_one_function(tmp_path: Path, make_config, monkeypatch,
                                                           apple_video: Path) -> None:  # type: ignore[no-untyped-def]
     from tangram import runner
-    from tangram.execution.dask import InputRef, StageResult, run_stage_task
     from tangram.fleet.driver import BatchDriver, BatchOptions, InputState
     from tangram.fleet.inputs import BatchInput
-    from tangram.settings import public_dict
 
     config = make_config()
     calls: list[tuple[str, str]] = []
@@ -62,13 +60,6 @@ def test_runner_batch_and_task_skip_through_one_function(tmp_path: Path, make_co
     assert _without_time(on_disk) == expected
     assert state.entry["stages"]["segmentation"]["status"] == "skipped"
 
-    # the Dask task (worker side) words it with the same rule, without running the stage
-    ref = InputRef("apple", str(apple_video), "0" * 64, False, apple_video.stat().st_size)
-    result = run_stage_task("segmentation", ref, None, public_dict(config),
-                            {"tracking": StageResult("apple", "tracking", "failed", reason="no frames")})
-    assert (result.status, result.reason) == ("skipped", expected["reason"])
-    assert result.archive is None
-
 
 @pytest.mark.timeout(400)
 def test_one_warm_worker_loads_the_detector_once(tmp_path: Path, yolo_weights: str) -> None:
@@ -97,3 +88,38 @@ def test_one_warm_worker_loads_the_detector_once(tmp_path: Path, yolo_weights: s
     first, again = frames("apple_orbit.mp4"), frames("apple_copy.mp4")
     assert sum(len(f["detections"]) for f in first) > 0
     assert again == first
+
+
+def test_the_cost_model_charges_a_model_load_once_per_warm_worker(make_config) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from tangram.execution.cost import ModelLoads, load_coefficients
+    from tangram.fleet.planner import plan_stages
+
+    config = make_config(segmentation={"backend": "grabcut"})
+    coef = {**load_coefficients(), "model_load_s": 2.5}
+    info = SimpleNamespace(num_frames=50, width=1296, height=720, bytes=1_220_000)  # apple_orbit.mp4
+    stages = ["tracking", "segmentation"]
+
+    # 3 inputs on 1 warm worker: the detector's load is booked once (2.5 s), not 3 times (7.5 s)
+    one = ModelLoads(coef, workers=1)
+    assert [one.book("tracking", config) for _ in range(3)] == [2.5, 0.0, 0.0]
+    assert one.book("segmentation", config) == 0.0  # GrabCut loads no model
+    # 2 workers: the first task on each pays it; a process already holding the detector pays nothing
+    two = ModelLoads(coef, workers=2)
+    assert sum(two.book("tracking", config) for _ in range(5)) == 5.0
+    assert ModelLoads(coef, held={"detector": 1}).seconds("tracking", config) == 0.0
+    # SAM is its own model, named as tangram.execution.warm counts it
+    sam = make_config(segmentation={"backend": "sam", "sam_model": "vit_b"})
+    loads = ModelLoads(coef, workers=1)
+    assert loads.book("tracking", sam) == 2.5 and loads.book("segmentation", sam) == 2.5
+    assert loads.loaded == {"detector": 1, "sam:vit_b:fp16=" + str(sam.segmentation.fp16): 1}
+
+    # the batch planner: the first input's estimate and chain carry the load, the warm worker's next do not
+    planned = ModelLoads(load_coefficients(), workers=1)
+    cold = plan_stages(config, stages, info, False, loads=planned)["tracking"]
+    bare = plan_stages(config, stages, info, False)["tracking"]
+    assert abs(cold.cpu_s - bare.cpu_s - planned.load_s) < 1e-9 and cold.priority >= bare.priority
+    planned.book("tracking", config)
+    warm_plan = plan_stages(config, stages, info, False, loads=planned)["tracking"]
+    assert abs(warm_plan.cpu_s - bare.cpu_s) < 1e-9

@@ -1,28 +1,20 @@
 """The Dask executor: each stage of one input as one (input, stage) task on a Dask worker.
 
-`DaskExecutor` is an `Executor` (see the package docstring): the runner (`tangram.runner.Pipeline`)
-drives it exactly as it drives the local or the Thunder executor, so order, hashes, reuse, resume,
-"skip: needs X" and the records are the runner's; `tangram batch` (`tangram.fleet`) runs one
-pipeline per input, several at once, each with its own `DaskExecutor`. `run_stage` submits
-`run_stage_task` (`retries=`, `priority=`, `resources={"GPU": 1}` from a placement callback) with
-the futures of the upstream tasks it submitted as arguments, so Dask knows the real dependencies
-and moves each upstream archive to the worker that needs it (once per worker: the extracted folder
-is cached in the worker's scratch space, keyed by its SHA-256); an upstream stage reused from the
-run folder is packed and scattered. The input reaches a worker either as a path (a LocalCluster
-shares this machine's disk) or as a scattered `InputBlob` that Dask moves to each worker needing it;
-the worker writes it to its scratch space once and reuses it for the input's later stages.
-
-The stage writes into a fresh temp folder on the worker; the folder comes back as a checked archive
-(a tar made by `tangram.execution.archive.write_tar`, with its SHA-256) inside the `StageResult`,
-and the executor extracts it into `ctx.out_dir` (refusing links and outside paths), which the runner
-renames into the run folder. The worker process is warm (`tangram.execution.warm`): torch and each
-model are loaded once per worker and reused by its later tasks; `warm.loads` counts the loads.
+`DaskExecutor` is an `Executor` the runner drives like any other (order, hashes, reuse, resume,
+"skip: needs X" and records are the runner's); `tangram batch` runs one pipeline per input, each with
+its own `DaskExecutor`. `run_stage` submits `run_stage_task` (`retries=`, `priority=`, `resources=`)
+with the futures of the upstream tasks as arguments, so Dask knows the real dependencies and moves
+each upstream archive to the worker that needs it (extracted once per worker into its scratch space,
+keyed by SHA-256); an upstream reused from the run folder is packed and scattered. The input reaches
+a worker as a path (a LocalCluster shares this disk) or as a scattered `InputBlob`, written to the
+worker's scratch once. The stage's folder comes back as a checked tar (`archive.write_tar`, SHA-256)
+in the `StageResult`, extracted into `ctx.out_dir` (plain files with relative names only). Workers
+are warm (`tangram.execution.warm`): each model is loaded once per worker; `warm.loads` counts.
 
 Failures: a `StageFailed` or `TangramError` on the worker (a bad input, a bad setting) is a result
-with status "failed" and its one-line reason: retrying cannot help, and the executor raises
-`StageFailed` with it. Anything else raises on the worker, and Dask's `retries=` reruns the task (on
-another worker if this one died); when every retry failed the stage fails with one line
-("its worker died too often running it"). A cancelled batch raises the runner's `Cancelled`.
+with status "failed" and its one-line reason (retrying cannot help), raised as `StageFailed`.
+Anything else raises on the worker and Dask's `retries=` reruns the task (on another worker if this
+one died); when every retry failed, the stage fails with one line. Cancelled: the runner's `Cancelled`.
 """
 
 from __future__ import annotations
@@ -43,7 +35,7 @@ from typing import Any
 from tangram.errors import StageFailed, TangramError
 from tangram.execution import warm
 from tangram.execution.archive import extract_into, folder_files, safe_extract, write_tar
-from tangram.execution.base import clear_dir, first_line, run_stage_here, unmet_needs
+from tangram.execution.base import clear_dir, first_line, run_stage_here
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
 
 GPU_SHARE_ENV = "TANGRAM_FLEET_GPU_SHARE"  # workers sharing this worker's GPU (set by the cluster)
@@ -97,7 +89,7 @@ class StageResult:
 
     input_name: str
     stage: str
-    status: str  # "done" | "failed" | "skipped"
+    status: str  # "done" | "failed"
     reason: str | None = None
     backend: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
@@ -322,7 +314,8 @@ def _gpu_config(config: Any, worker: Any, fraction: float) -> tuple[Any, dict[st
 
 def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_data: dict[str, Any],
                    upstream: dict[str, StageResult], gpu_memory_fraction: float = 0.9) -> StageResult:
-    """Run `stage` of input `ref` on this worker; see the module docstring."""
+    """Run `stage` of input `ref` on this worker (its upstream results are done: the runner
+    skipped it otherwise); see the module docstring."""
     from config import TangramConfig
 
     started = time.perf_counter()
@@ -331,10 +324,6 @@ def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_dat
     base = StageResult(ref.name, stage, "failed", worker=me,
                        worker_address=str(getattr(worker, "address", "")), hostname=socket.gethostname(),
                        produced=True)
-    reason = unmet_needs(tuple(upstream), {name: res.status for name, res in upstream.items()})
-    if reason:
-        base.status, base.reason = "skipped", reason
-        return base
     if worker is not None:
         warm.enable()  # a worker process runs many inputs: keep its models
     scratch = _scratch(worker)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from config import FleetHost, TangramConfig
 from tangram.errors import TangramError
+from tangram.execution.cost import ModelLoads, load_coefficients
 from tangram.execution.dask import DaskExecutor, InputRef, prune_input_scratch, run_stage_task
 from tangram.fileio import read_json, write_json, write_text
 from tangram.fleet.cluster import FleetCluster, open_cluster
@@ -144,12 +145,9 @@ class InputRun:
                 on_submit=lambda stage, key, future: driver._submitted(state, stage, key), task=run_stage_task)
         state.executor.cancelled = state.cancel.is_set()
         outcome = state.executor.run_stage(spec, ctx)
-        result = state.executor.results[spec.name]
-        host = driver.host_of(result)
+        host, cost = driver.host_and_cost(state.executor.results[spec.name])
         outcome.where = host
-        outcome.execution.update(fleet=driver.batch["name"], host=host,
-                                 cost_usd=round(result.task_seconds * driver.cluster.price_of(host) / 3600.0, 6)
-                                 if driver.cluster else 0.0)
+        outcome.execution.update(fleet=driver.batch["name"], host=host, cost_usd=cost)
         return outcome
 
 
@@ -269,6 +267,7 @@ class BatchDriver:
                                  "dashboard": cluster.dashboard, "dask_metrics": cluster.dask_metrics_url,
                                  "metrics_port": self.metrics.port}
         self.gpu_cluster = cluster.has_gpu()
+        self.model_loads = ModelLoads(load_coefficients(), workers=len(self.batch["cluster"]["workers"]))
         if cluster.dashboard:
             log.info("fleet: Dask dashboard %s (Prometheus: %s)", cluster.dashboard, cluster.dask_metrics_url)
 
@@ -360,12 +359,14 @@ class BatchDriver:
 
         if state.info is None:
             state.info = open_media(state.inp.path).info
-        plan = plan_stages(self.config, state.stages[state.stages.index(stage):], state.info, self.gpu_cluster)[stage]
-        with self._lock:
+        with self._lock:  # the model load is booked on the first tasks of a model, one per worker
+            plan = plan_stages(self.config, state.stages[state.stages.index(stage):], state.info, self.gpu_cluster,
+                               loads=self.model_loads)[stage]
             state.entry["stages"][stage] = {"status": "pending", "where": None, "seconds": 0.0, "bytes_up": 0,
                                             "bytes_down": 0, "gpu_requested": plan.gpu,
                                             "estimate_s": round(plan.estimate_s, 2),
-                                            "cpu_estimate_s": round(plan.cpu_s, 2)}
+                                            "cpu_estimate_s": round(plan.cpu_s, 2),
+                                            "model_load_s": self.model_loads.book(stage, self.config)}
         return plan.priority, plan.gpu
 
     def _submitted(self, state: InputState, stage: str, key: str) -> None:
@@ -374,40 +375,36 @@ class BatchDriver:
             self.metrics.queue.inc()
         self._changed()
 
-    def host_of(self, result: Any) -> str:
+    def host_and_cost(self, result: Any) -> tuple[str, float]:
+        """The host a task's worker is on, and what the task cost there (USD)."""
         if not result.worker or self.cluster is None:
-            return "-"
-        return self.cluster.host_of(result.worker, result.worker_address)
+            return "-", 0.0
+        host = self.cluster.host_of(result.worker, result.worker_address)
+        return host, round(result.task_seconds * self.cluster.price_of(host) / 3600.0, 6)
 
     def _stage_finished(self, state: InputState, stage: str, record: dict[str, Any]) -> None:
         """The runner recorded `stage` (done, failed, skipped or reused): its batch.json entry."""
-        result = state.executor.results.get(stage) if state.executor and stage in state.ran else None
+        ran = stage in state.ran
+        result = state.executor.results.get(stage) if ran and state.executor else None
         with self._lock:
             before = state.entry["stages"].get(stage, {})
-            if stage not in state.ran:  # reused from the run folder, or skipped by the runner
-                rec: dict[str, Any] = {"status": record["status"], "where": record.get("where", "local"),
-                                       "seconds": float(record.get("seconds") or 0.0), "bytes_up": 0,
-                                       "bytes_down": 0}
-                if record["status"] == "done":
-                    rec["reused"] = True
-                else:
-                    rec["where"] = None
-            else:
-                worker = result.worker if result else ""
-                host = self.host_of(result) if result else "-"
-                rec = {"status": record["status"], "where": host if worker else None,
-                       "seconds": round(result.seconds if result else float(record.get("seconds") or 0.0), 3),
-                       "bytes_up": result.bytes_up if result else 0, "bytes_down": result.bytes_down if result else 0,
-                       "worker": worker or None, "gpu_requested": before.get("gpu_requested", False),
-                       "estimate_s": before.get("estimate_s"), "cpu_estimate_s": before.get("cpu_estimate_s")}
-                if result and worker and self.cluster is not None:
-                    rec["task_seconds"] = round(result.task_seconds, 3)
-                    rec["cost_usd"] = round(result.task_seconds * self.cluster.price_of(host) / 3600.0, 6)
-                    if self.metrics:
-                        self.metrics.stage_done(stage, host, result.seconds, result.bytes_up, result.bytes_down,
-                                                result.task_seconds)
+            rec: dict[str, Any] = {"status": record["status"], "where": None,
+                                   "seconds": float(record.get("seconds") or 0.0), "bytes_up": 0, "bytes_down": 0}
+            if not ran and record["status"] == "done":  # reused from the run folder
+                rec.update(where=record.get("where", "local"), reused=True)
+            if ran:
+                rec.update(worker=None, gpu_requested=before.get("gpu_requested", False),
+                           estimate_s=before.get("estimate_s"), cpu_estimate_s=before.get("cpu_estimate_s"))
                 if self.metrics and before.get("status") == "pending":
                     self.metrics.queue.dec()
+            if result is not None and result.worker:
+                host, cost = self.host_and_cost(result)
+                rec.update(where=host, seconds=round(result.seconds, 3), bytes_up=result.bytes_up,
+                           bytes_down=result.bytes_down, worker=result.worker,
+                           task_seconds=round(result.task_seconds, 3), cost_usd=cost)
+                if self.metrics:
+                    self.metrics.stage_done(stage, host, result.seconds, result.bytes_up, result.bytes_down,
+                                            result.task_seconds)
             if record.get("reason"):
                 rec["reason"] = record["reason"]
             state.entry["stages"][stage] = rec
@@ -471,6 +468,7 @@ class BatchDriver:
             remaining = sum(1 for s in self.states if s.entry["status"] in ("pending", "running"))
             self.metrics.remaining.set(remaining)
         self._write(force=True)
+        self.observer.changed(self)
 
     # -- progress, batch.json, the end ------------------------------------------------------
 
