@@ -123,3 +123,40 @@ def test_the_cost_model_charges_a_model_load_once_per_warm_worker(make_config) -
     planned.book("tracking", config)
     warm_plan = plan_stages(config, stages, info, False, loads=planned)["tracking"]
     assert abs(warm_plan.cpu_s - bare.cpu_s) < 1e-9
+
+
+def test_a_thunder_job_fails_a_stage_alone_and_skips_what_needs_it(tmp_path: Path, make_config,
+                                                                   apple_video: Path) -> None:  # type: ignore[no-untyped-def]
+    """`python -m thunder.worker run-job` behaves like the runner: scene_graph fails on an unreadable
+    reconstruction (its own one-line reason), planning and simulation are skipped with the runner's
+    reason, and the job ends "failed" with exit code 3 instead of stopping at the first stage."""
+    import signal
+
+    from tangram.settings import public_dict
+    from thunder.worker import EXIT_STAGE_FAILED, main
+
+    job_dir = tmp_path / "job"
+    (job_dir / "upstream" / "reconstruction").mkdir(parents=True)  # uploaded, but empty
+    shutil.copyfile(apple_video, job_dir / "input.mp4")
+    (job_dir / "config.json").write_text(json.dumps(public_dict(make_config())))
+    stages = ["scene_graph", "planning", "simulation"]
+    (job_dir / "job.json").write_text(json.dumps({
+        "job_id": "j1", "input": "input.mp4", "stages": stages, "gpu_memory_fraction": 0.5,
+        "requires": {"scene_graph": ["reconstruction"], "planning": ["scene_graph"],
+                     "simulation": ["scene_graph", "planning"]},
+        "upstream": {"reconstruction": "upstream/reconstruction"}}))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(["run-job", "--job-dir", str(job_dir)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    status = json.loads((job_dir / "status.json").read_text())
+    assert code == EXIT_STAGE_FAILED and status["status"] == "failed" and status["stage"] is None
+    records = status["stages"]
+    assert list(records) == stages
+    assert records["scene_graph"]["status"] == "failed"
+    assert "reconstruction output unreadable" in records["scene_graph"]["reason"]
+    assert records["planning"] == {"status": "skipped", "reason": "needs scene_graph failed"}
+    assert records["simulation"] == {"status": "skipped", "reason": "needs scene_graph failed, planning skipped"}
+    assert status["error"].startswith("scene_graph: reconstruction output unreadable")
+    assert not (job_dir / "stages" / "scene_graph").exists() and not list((job_dir / "stages").glob(".tmp-*"))
