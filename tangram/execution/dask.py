@@ -28,14 +28,15 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tangram.errors import StageFailed, TangramError
 from tangram.execution import warm
-from tangram.execution.archive import extract_into, folder_files, safe_extract, write_tar
-from tangram.execution.base import clear_dir, first_line, run_stage_here
+from tangram.execution.archive import folder_files, safe_extract, write_tar
+from tangram.execution.base import first_line, run_stage_here
 from tangram.stages.base import StageContext, StageOutcome, StageSpec
 
 GPU_SHARE_ENV = "TANGRAM_FLEET_GPU_SHARE"  # workers sharing this worker's GPU (set by the cluster)
@@ -74,13 +75,7 @@ class InputBlob:
     @classmethod
     def of(cls, ref: InputRef) -> InputBlob:
         path = Path(ref.path)
-        if ref.is_dir:
-            buf = io.BytesIO()
-            write_tar(buf, ((p, p.relative_to(path).as_posix()) for p in folder_files(path)))
-            data = buf.getvalue()
-        else:
-            data = path.read_bytes()
-        return cls(ref.fingerprint, ref.filename, ref.is_dir, data)
+        return cls(ref.fingerprint, ref.filename, ref.is_dir, pack_folder(path)[0] if ref.is_dir else path.read_bytes())
 
 
 @dataclass
@@ -122,21 +117,22 @@ def pack_folder(folder: Path) -> tuple[bytes, str, int]:
     return data, hashlib.sha256(data).hexdigest(), count
 
 
-def unpack_checked(data: bytes, sha256: str, dest: Path) -> None:
-    """Extract a tar after checking its SHA-256; `dest` appears complete or not at all."""
+def unpack_checked(data: bytes, sha256: str, dest: Path, files: int | None = None) -> None:
+    """Extract a tar after checking its SHA-256 (and its file count); `dest`, absent or an empty
+    folder, appears complete or not at all (a staging `.tmp-unpack-*` folder beside it meanwhile)."""
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:
         raise TangramError(f"archive for {dest.name} is corrupt (sha256 {got[:12]} != {sha256[:12]})")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-unpack-", dir=dest.parent))
     try:
         tar = staging / "archive.tar"
         tar.write_bytes(data)
-        out = staging / "out"
-        out.mkdir()
-        extract_into(tar, out)
+        names = safe_extract(tar, staging / "out")
+        if files is not None and len(names) != files:
+            raise TangramError(f"archive for {dest.name} has {len(names)} files, expected {files}")
         try:
-            os.replace(out, dest)
+            os.replace(staging / "out", dest)
         except OSError:  # another task on this worker extracted the same archive meanwhile
             if not dest.is_dir():
                 raise
@@ -148,24 +144,6 @@ def existing_stage_result(input_name: str, stage: str, folder: Path) -> StageRes
     """A stage already in the run folder (reused), packed so that a downstream task can use it."""
     data, digest, count = pack_folder(folder)
     return StageResult(input_name, stage, "done", archive=data, sha256=digest, files=count, worker="client")
-
-
-def extract_result(result: StageResult, dest: Path) -> None:
-    """A worker's archive, checked (SHA-256, file count, plain files with relative names) and
-    extracted into the empty folder `dest`; a refused archive leaves `dest` empty."""
-    if result.archive is None or hashlib.sha256(result.archive).hexdigest() != result.sha256:
-        raise TangramError(f"archive of {result.stage} for {result.input_name} arrived corrupt")
-    with tempfile.NamedTemporaryFile(prefix="tangram-fleet-", suffix=".tar") as fh:
-        fh.write(result.archive)
-        fh.flush()
-        try:
-            names = safe_extract(Path(fh.name), dest)
-            if len(names) != result.files:
-                raise TangramError(f"archive of {result.stage} for {result.input_name} has {len(names)} files, "
-                                   f"expected {result.files}")
-        except BaseException:
-            clear_dir(dest)
-            raise
 
 
 def task_failure(exc: BaseException) -> str:
@@ -214,13 +192,15 @@ class DaskExecutor:
             self.task, stage, self.ref, self._blob_for(spec), public_dict(ctx.config), upstream,
             self.gpu_memory_fraction, key=key, pure=False, retries=self.retries, priority=priority,
             resources={"GPU": 1} if gpu else None)
-        self.futures[stage] = future
+        self.futures[stage] = future  # before the flag is read: a cancel sees the future or we see the flag
         if self.on_submit is not None:
             self.on_submit(stage, key, future)
         try:
+            if self.cancelled:
+                future.cancel()
             result = future.result()
         except Exception as exc:  # raised after every retry, its workers died too often, or cancelled
-            if self.cancelled or type(exc).__name__ == "CancelledError":
+            if self.cancelled or isinstance(exc, CancelledError):
                 from tangram.runner import Cancelled
 
                 raise Cancelled(f"{stage} cancelled") from None
@@ -230,7 +210,7 @@ class DaskExecutor:
             self.digests.add(result.sha256)
         if result.status == "done":  # a refused or corrupt archive fails this input's stage alone
             try:
-                extract_result(result, ctx.out_dir)
+                unpack_checked(result.archive or b"", result.sha256, ctx.out_dir, result.files)
             except (TangramError, ValueError, OSError, tarfile.TarError) as exc:
                 result.status, result.reason = "failed", f"its archive was refused: {task_failure(exc)}"
         if result.status != "done":

@@ -394,7 +394,7 @@ class BatchDriver:
                 rec.update(where=record.get("where", "local"), reused=True)
             if ran:
                 rec.update(worker=None, gpu_requested=before.get("gpu_requested", False),
-                           estimate_s=before.get("estimate_s"), cpu_estimate_s=before.get("cpu_estimate_s"))
+                           **{k: before.get(k) for k in ("estimate_s", "cpu_estimate_s", "model_load_s")})
                 if self.metrics and before.get("status") == "pending":
                     self.metrics.queue.dec()
             if result is not None and result.worker:
@@ -558,12 +558,12 @@ class BatchDriver:
             self._write(force=True)
             if self.metrics:
                 write_text(self.batch_dir / "metrics.prom", self.metrics.text())
-        if self.metrics:
-            self.metrics.stop()
         if self.cluster is not None:
             self.cluster.close()
         if self.batch and self._started_work:
             _call_report("write_batch_report", self.batch_dir)
+        if self.metrics:  # the final values stay scrapable until the cluster is down and the report written
+            self.metrics.stop()
         self.observer.batch_finished(self)
         if hasattr(self, "_batch_lock"):
             self._batch_lock.close()
