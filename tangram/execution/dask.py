@@ -98,7 +98,6 @@ class StageResult:
     hostname: str = ""
     bytes_up: int = 0  # input and upstream archives this worker had to receive for the task
     device: dict[str, Any] = field(default_factory=dict)
-    produced: bool = False  # False: an existing run-folder stage packed by the client (not run)
 
     @property
     def bytes_down(self) -> int:
@@ -138,12 +137,6 @@ def unpack_checked(data: bytes, sha256: str, dest: Path, files: int | None = Non
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def existing_stage_result(input_name: str, stage: str, folder: Path) -> StageResult:
-    """A stage already in the run folder (reused), packed so that a downstream task can use it."""
-    data, digest, count = pack_folder(folder)
-    return StageResult(input_name, stage, "done", archive=data, sha256=digest, files=count, worker="client")
 
 
 def task_failure(exc: BaseException) -> str:
@@ -204,7 +197,7 @@ class DaskExecutor:
                 from tangram.runner import Cancelled
 
                 raise Cancelled(f"{stage} cancelled") from None
-            result = StageResult(self.ref.name, stage, "failed", reason=task_failure(exc), produced=True)
+            result = StageResult(self.ref.name, stage, "failed", reason=task_failure(exc))
         self.results[stage] = result
         if result.sha256:
             self.digests.add(result.sha256)
@@ -221,9 +214,11 @@ class DaskExecutor:
             "device": result.device})
 
     def _scatter_existing(self, stage: str, folder: Path) -> Any:
-        packed = existing_stage_result(self.ref.name, stage, folder)
-        self.digests.add(packed.sha256)
-        return self.client.scatter(packed, hash=False)
+        """A stage reused from the run folder, packed for the downstream task."""
+        data, digest, count = pack_folder(folder)
+        self.digests.add(digest)
+        return self.client.scatter(StageResult(self.ref.name, stage, "done", archive=data, sha256=digest, files=count,
+                                               worker="client"), hash=False)
 
     def _blob_for(self, spec: StageSpec) -> Any:
         if not (spec.uses_input and self.ship_input):
@@ -302,8 +297,7 @@ def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_dat
     worker = _worker()
     me = str(worker.name) if worker is not None else "in-process"
     base = StageResult(ref.name, stage, "failed", worker=me,
-                       worker_address=str(getattr(worker, "address", "")), hostname=socket.gethostname(),
-                       produced=True)
+                       worker_address=str(getattr(worker, "address", "")), hostname=socket.gethostname())
     if worker is not None:
         warm.enable()  # a worker process runs many inputs: keep its models
     scratch = _scratch(worker)
