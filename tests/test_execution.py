@@ -124,6 +124,26 @@ def test_the_cost_model_charges_a_model_load_once_per_warm_worker(make_config) -
     warm_plan = plan_stages(config, stages, info, False, loads=planned)["tracking"]
     assert abs(warm_plan.cpu_s - bare.cpu_s) < 1e-9
 
+    # the Thunder scorer: a job (a fresh process) loads SAM; this process only while it does not hold it warm
+    from tangram.execution import warm
+    from tangram.execution.cost import StageStats
+    from thunder.scorer import Scorer
+
+    scorer = Scorer(sam)
+    scorer.coef = coef
+    stats = StageStats(1_220_000, 50, 1296, 720, 10, 30, 20_000.0, 1_220_000, 1_000_000)
+    host = {"info": {"gpus": [{"name": "H100"}], "cpus": 8}, "upload_mb_s": 50.0, "download_mb_s": 50.0}
+    cold_local = scorer._estimate("segmentation", stats, host)
+    assert cold_local.extra["model_load_s"] == 2.5
+    warm.enable()
+    try:
+        warm.model(f"sam:vit_b:fp16={sam.segmentation.fp16}", None, sam.segmentation.device, object)
+        held = scorer._estimate("segmentation", stats, host)
+    finally:
+        warm.enable(False)
+    assert abs(cold_local.est_local_s - held.est_local_s - 2.5) < 1e-9
+    assert held.est_remote_s == cold_local.est_remote_s
+
 
 def test_a_thunder_job_fails_a_stage_alone_and_skips_what_needs_it(tmp_path: Path, make_config,
                                                                    apple_video: Path) -> None:  # type: ignore[no-untyped-def]
