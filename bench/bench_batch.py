@@ -95,7 +95,7 @@ def noop_overhead(tasks: int = 200) -> float:
 def projection(videos: int, hosts: int, link_mb_s: float, price: float) -> None:
     from types import SimpleNamespace
 
-    from tangram.execution.cost import load_coefficients
+    from tangram.execution.cost import ModelLoads, load_coefficients
     from tangram.fleet.planner import stage_seconds
     from tangram.settings import load_config
 
@@ -107,16 +107,17 @@ def projection(videos: int, hosts: int, link_mb_s: float, price: float) -> None:
     gpu = {s: stage_seconds(s, info, config, True, 8, coef) for s in stages}
     transfer = info.bytes / (link_mb_s * 1e6) + 3e6 / (link_mb_s * 1e6)  # video up, ~3 MB of archives back
     per_video = sum(gpu.values()) + transfer
-    loads = [coef["model_load_s"]] * hosts  # a warm worker loads its models once, not once per video
+    warm = ModelLoads(coef, workers=hosts)  # a warm worker loads each model once, not once per video
+    busy = [0.0] * hosts
     for _ in range(videos):  # identical videos: greedy = round robin; Dask steals the remainder
-        loads[loads.index(min(loads))] += per_video
-    makespan = max(loads)
+        busy[busy.index(min(busy))] += per_video + sum(warm.book(s, config) for s in stages)
+    makespan = max(busy)
     print(f"\nprojection: {videos} videos like apple_orbit.mp4 (1296x720, 50 frames, SAM vit_b) on {hosts} GPU hosts")
     print("  stage            this machine (2 cores)   GPU host (8 cores)")
     for s in stages:
         print(f"  {s:<16} {cpu[s]:>10.1f} s              {gpu[s]:>8.1f} s")
     print(f"  transfer per video at {link_mb_s:.0f} MB/s: {transfer:.2f} s")
-    print(f"  model loads: once per host ({coef['model_load_s']:.1f} s), not per video")
+    print(f"  model loads: {', '.join(warm.loaded)} once per host ({coef['model_load_s']:.1f} s each), not per video")
     print(f"  per host: {videos // hosts}-{-(-videos // hosts)} videos, {makespan / 3600:.2f} h; "
           f"this machine alone: {videos * sum(cpu.values()) / 3600:.1f} h "
           f"(x{videos * sum(cpu.values()) / makespan:.0f})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ from config import TangramConfig
 from tangram.settings import secret_values
 
 console = Console(stderr=True)
+_level_lock = threading.Lock()
+_runs_at_debug: list[int] = []  # [root level before the first run, one entry per run holding it at DEBUG]
 
 
 class RedactSecrets(logging.Filter):
@@ -52,20 +55,31 @@ def setup_logging(level: str = "INFO", secrets: Sequence[str] = ()) -> None:
 
 
 @contextmanager
-def attach_run_log(path: Path, config: TangramConfig) -> Iterator[None]:
-    """Also write the log into the run folder while the run lasts (always at DEBUG detail)."""
+def attach_run_log(path: Path, config: TangramConfig, this_thread_only: bool = False) -> Iterator[None]:
+    """Also write the log into the run folder while the run lasts (always at DEBUG detail). With
+    `this_thread_only` (several runs in one process, `tangram batch`) the file takes the records of
+    the calling thread only; the root logger stays at DEBUG until the last run ends."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secret_values(config)))
+    if this_thread_only:
+        thread = threading.get_ident()
+        handler.addFilter(lambda record: record.thread == thread)
     root = logging.getLogger()
-    previous_level = root.level
-    root.setLevel(logging.DEBUG)
+    with _level_lock:
+        if not _runs_at_debug:
+            _runs_at_debug.append(root.level)  # the level before the first run, restored after the last
+        _runs_at_debug.append(threading.get_ident())
+        root.setLevel(logging.DEBUG)
     root.addHandler(handler)
     try:
         yield
     finally:
         root.removeHandler(handler)
-        root.setLevel(previous_level)
+        with _level_lock:
+            _runs_at_debug.pop()
+            if len(_runs_at_debug) == 1:
+                root.setLevel(_runs_at_debug.pop())
         handler.close()

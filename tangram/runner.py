@@ -112,6 +112,7 @@ class Pipeline:
     observer: RunObserver = field(default_factory=NullObserver)
     offload: OffloadPolicy | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    concurrent: bool = False  # other runs share this process (`tangram batch`): tangram.log takes this thread's
 
     def run(
         self,
@@ -142,11 +143,8 @@ class Pipeline:
             _remove_stale_temp_dirs(run_dir)
             manifest = _read_manifest(run_dir, source.info.path)
             stale = stale_stages(self.config, stages, manifest, run_dir, forced)
-            for stage in stale:  # settings errors (weights...) surface before anything is written
-                preflight = get_stage(stage).preflight
-                if preflight is not None:
-                    preflight(self.config)
-            with attach_run_log(run_dir / "tangram.log", self.config):
+            preflight(self.config, stale)  # settings errors (weights...) surface before anything is written
+            with attach_run_log(run_dir / "tangram.log", self.config, this_thread_only=self.concurrent):
                 write_json(run_dir / MANIFEST, manifest)
                 write_json(run_dir / "config.json", public_dict(self.config))
                 log.info("run %s: input %s (%s), stages %s", run_dir, source.info.path, source.info.kind,
@@ -384,7 +382,7 @@ def default_input(seed: int = 0) -> Path:
     return ensure_sample(seed)
 
 
-# -- the pieces a driver over many runs reuses (tangram.fleet): same hashes, records, imports --
+# -- hashes, staleness, records and the skip rule --
 
 
 def stage_hash(config: TangramConfig, spec: StageSpec, manifest: dict[str, Any]) -> str:
@@ -422,7 +420,7 @@ def record_stage(run_dir: Path, manifest: dict[str, Any], stage: str, record: di
 
 def skip_unmet(run_dir: Path, manifest: dict[str, Any], spec: StageSpec) -> dict[str, Any] | None:
     """Record `spec` as skipped when a stage it requires is not done ("needs tracking failed"),
-    and return that record; None when it can run. The runner and the batch driver both call this."""
+    and return that record; None when it can run (the one place a skip is recorded)."""
     records = manifest["stages"]
     reason = unmet_needs(spec.requires, {r: records.get(r, {}).get("status") for r in spec.requires})
     if reason is None:
@@ -432,25 +430,10 @@ def skip_unmet(run_dir: Path, manifest: dict[str, Any], spec: StageSpec) -> dict
     return record
 
 
-def done_record(outcome: StageOutcome, input_hash: str, seconds: float) -> dict[str, Any]:
-    """The manifest record of a finished stage that took `seconds`."""
-    record = _done_record(outcome, input_hash, time.perf_counter())
-    record["seconds"] = round(seconds, 3)
-    return record
-
-
-def import_stage_dir(run_dir: Path, manifest: dict[str, Any], stage: str, src_dir: Path,
-                     record: dict[str, Any]) -> None:
-    """Move a finished stage folder made elsewhere into `run_dir/<stage>/` and record it. `src_dir`
-    must be on the same file system (a `.tmp-<stage>-*` folder inside the run folder): the
-    rename is atomic, and an interrupted import leaves a temp folder the next run removes."""
-    replace_dir(src_dir, run_dir / stage)
-    record_stage(run_dir, manifest, stage, record)
-
-
-def open_run_manifest(run_dir: Path, input_path: Path) -> dict[str, Any]:
-    """The run folder's manifest for this input (fingerprinted), with temp folders of an
-    interrupted run cleared; call it while holding `locked_run_dir(run_dir)`."""
-    _remove_stale_temp_dirs(run_dir)
-    return _read_manifest(run_dir, input_path)
+def preflight(config: TangramConfig, stages: Sequence[str]) -> None:
+    """Each stage's settings check (weights, keys...): a TangramError before anything runs."""
+    for stage in stages:
+        check = get_stage(stage).preflight
+        if check is not None:
+            check(config)
 

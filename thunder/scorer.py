@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from config import TangramConfig, ThunderConfig
-from tangram.execution.cost import REMOTE_MARGIN, StageStats, _mb, compute_seconds, load_coefficients, local_accelerator
+from tangram.execution import warm
+from tangram.execution.cost import (
+    REMOTE_MARGIN,
+    ModelLoads,
+    StageStats,
+    _mb,
+    compute_seconds,
+    load_coefficients,
+    local_accelerator,
+)
 from tangram.fileio import write_json
 from tangram.stages.base import StageContext, StageSpec
 
@@ -215,11 +224,14 @@ class Scorer:
         up = max(float(host.get("upload_mb_s") or 1.0), 0.01) * 1e6
         down = max(float(host.get("download_mb_s") or 1.0), 0.01) * 1e6
         overhead = coef["worker_start_s"] + coef["session_rtts"] * float(host.get("latency_s") or 0.05)
-        remote = overhead + stats.upload_bytes / up + remote_compute + stats.download_bytes / down
+        # a Thunder job is a fresh process: it loads the model; this process need not if it keeps it warm
+        remote_load = ModelLoads(coef).seconds(stage, self.config)
+        local += ModelLoads(coef, held=warm.held()).seconds(stage, self.config)
+        remote = overhead + remote_load + stats.upload_bytes / up + remote_compute + stats.download_bytes / down
         if math.isnan(local) or math.isnan(remote):
             return self._seed_rule(stage, stats)
         gpu_name = info["gpus"][0]["name"] if host_gpu else "no GPU"
         decision = Decision(stage, remote < REMOTE_MARGIN * local, f"host {gpu_name}", stats, local, remote)
         decision.extra = {"upload_s": stats.upload_bytes / up, "download_s": stats.download_bytes / down,
-                          "remote_compute_s": remote_compute, "overhead_s": overhead}
+                          "remote_compute_s": remote_compute, "overhead_s": overhead, "model_load_s": remote_load}
         return decision

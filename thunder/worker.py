@@ -5,7 +5,8 @@
         Runs one stage with the same code as a local run (tangram.execution.run_stage_here) on a
         StageContext with host paths, then packs the output folder into --out-tar.
     run-job --job-dir DIR
-        One-shot detached worker: runs a submitted job's stages in order and exits (thunder.jobs).
+        One-shot detached worker: runs a submitted job's stages in order and exits (thunder.jobs);
+        a failed stage fails alone and the stages that need it are skipped, as in the runner.
     jobs-status --jobs-dir DIR
         Prints every job's status.json as one JSON list.
 
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tangram.execution.archive import safe_extract, tar_folder
-from tangram.execution.base import first_line, run_stage_here
+from tangram.execution.base import first_line, run_stage_here, unmet_needs
 from tangram.execution.device import select_device
 from tangram.fileio import file_fingerprint
 
@@ -168,7 +169,9 @@ def detach(job_dir: Path) -> bool:
 
 
 def cmd_run_job(args: argparse.Namespace) -> int:
-    """Run a job's stages; status.json says where it is, so status survives any disconnect."""
+    """Run a job's stages as the runner would: a failed stage fails alone, a stage that needs it is
+    skipped (`unmet_needs`: "needs tracking failed"), the others still run. Bad settings, a full
+    disk or SIGTERM stop the job. status.json says where it is, so status survives any disconnect."""
     job_dir = Path(args.job_dir)
     if args.detach and not detach(job_dir):
         return 0
@@ -192,27 +195,33 @@ def cmd_run_job(args: argparse.Namespace) -> int:
     try:
         config, device = select_device(load_config(job_dir / "config.json"), job["gpu_memory_fraction"])
         status["device"] = device
-        input_path = job_dir / job["input"]
-        finished: dict[str, Path] = {}
+        records = status["stages"]
         for stage in job["stages"]:
             status["stage"] = stage
             write_status(job_dir, status)
-            out = job_dir / "stages" / stage
-            tmp = job_dir / "stages" / f".tmp-{stage}"
-            upstream = {name: finished.get(name) or job_dir / job["upstream"][name]
-                        for name in job["requires"][stage]}
-            outcome, seconds = run_stage_here(stage, input_path, upstream, tmp, config, progress_for(stage))
-            os.replace(tmp, out)
-            finished[stage] = out
-            tar = job_dir / f"{stage}.tar"
-            tar_folder(out, tar)
-            status["stages"][stage] = {"status": "done", "backend": outcome.backend,
-                                       "summary": outcome.summary, "compute_s": round(seconds, 3),
-                                       "tar": tar.name, "sha256": file_fingerprint(tar),
-                                       "bytes": tar.stat().st_size}
-        status.update(status="done", stage=None, finished_at=time.time())
+            requires = job["requires"][stage]
+            reason = unmet_needs(requires, {r: "done" if r in job["upstream"] else records.get(r, {}).get("status")
+                                            for r in requires})
+            if reason is not None:
+                records[stage] = {"status": "skipped", "reason": reason}
+                continue
+            upstream = {r: job_dir / "stages" / r if r in records else job_dir / job["upstream"][r] for r in requires}
+            try:
+                records[stage] = _run_job_stage(job_dir, stage, upstream, config, progress_for(stage),
+                                                job_dir / job["input"])
+            except Exception as exc:  # the stage's own failure or a bug: it fails alone, as in the runner
+                kind, _ = classify(exc)
+                if kind not in ("stage_failed", "crash"):
+                    raise
+                if kind == "crash":
+                    traceback.print_exc()
+                records[stage] = {"status": "failed", "reason": first_line(exc)}
+        failed = [(s, r) for s, r in records.items() if r["status"] != "done"]
+        status.update(status="failed" if failed else "done", stage=None, finished_at=time.time())
+        if failed:
+            status["error"] = f"{failed[0][0]}: {failed[0][1]['reason']}"
         write_status(job_dir, status)
-        return 0
+        return EXIT_STAGE_FAILED if failed else 0
     except Exception as exc:  # JobStopped included: a stopped job still gets a final status
         kind, code = classify(exc)
         if kind == "crash":
@@ -223,6 +232,24 @@ def cmd_run_job(args: argparse.Namespace) -> int:
         status.update(status="failed", error=f"{kind}: {first_line(exc)}", finished_at=time.time())
         write_status(job_dir, status)
         return code
+
+
+def _run_job_stage(job_dir: Path, stage: str, upstream: dict[str, Path], config: Any,
+                   progress: Callable[..., None], input_path: Path) -> dict[str, Any]:
+    """One stage of a job into stages/<stage>/ and <stage>.tar; its status.json record."""
+    import shutil
+
+    out, tmp = job_dir / "stages" / stage, job_dir / "stages" / f".tmp-{stage}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        outcome, seconds = run_stage_here(stage, input_path, upstream, tmp, config, progress)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tar = job_dir / f"{stage}.tar"
+    tar_folder(out, tar)
+    return {"status": "done", "backend": outcome.backend, "summary": outcome.summary, "compute_s": round(seconds, 3),
+            "tar": tar.name, "sha256": file_fingerprint(tar), "bytes": tar.stat().st_size}
 
 
 def _pid_alive(pid: int) -> bool:

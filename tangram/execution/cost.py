@@ -4,8 +4,9 @@
 the Thunder scorer (local or the SSH host, `thunder.scorer`) and the batch planner (CPU or GPU
 worker, task priorities, `tangram.fleet.planner`). Coefficients are seconds per unit measured on a
 2-core CPU box and published GPU figures, overridden by `bench/bench_thunder.py --calibrate`
-(`save_coefficients`). `model_load_s` is paid once per worker process (warm workers keep their
-models, `tangram.execution.warm`), not once per task.
+(`save_coefficients`). `model_load_s` is paid once per model per worker process, not once per task:
+warm workers keep their models (`tangram.execution.warm`), and `ModelLoads` books what each set of
+workers has loaded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +110,38 @@ def segmentation_backend(config: TangramConfig) -> str:
 
     name = cfg.sam_checkpoint or SAM_CHECKPOINTS[cfg.sam_model].rsplit("/", 1)[1]
     return f"sam:{cfg.sam_model}" if find_local(name) else "grabcut"
+
+
+def stage_model(stage: str, config: TangramConfig) -> str | None:
+    """The model `stage` loads, named as `tangram.execution.warm` counts it; None (GrabCut, COLMAP...)."""
+    cfg = config.segmentation
+    if stage == "tracking":
+        return "detector"
+    if stage == "segmentation" and segmentation_backend(config).startswith("sam"):
+        return f"sam:{cfg.sam_model}:fp16={cfg.fp16}"
+    return None
+
+
+class ModelLoads:
+    """Model loads on `workers` warm worker processes: `model_load_s` for each of the first
+    `workers` tasks of a model (Dask spreads them over the workers), nothing after, since a warm
+    worker keeps its models. `held` seeds what is loaded already ({model: workers}, as
+    `warm.held()` gives it for this process). `seconds` estimates, `book` also records the load."""
+
+    def __init__(self, coef: Mapping[str, float], workers: int = 1, held: Mapping[str, int] | None = None):
+        self.load_s = float(coef["model_load_s"])
+        self.workers = max(1, workers)
+        self.loaded: Counter[str] = Counter(held or {})
+
+    def seconds(self, stage: str, config: TangramConfig) -> float:
+        model = stage_model(stage, config)
+        return self.load_s if model is not None and self.loaded[model] < self.workers else 0.0
+
+    def book(self, stage: str, config: TangramConfig) -> float:
+        seconds = self.seconds(stage, config)
+        if seconds:
+            self.loaded[str(stage_model(stage, config))] += 1
+        return seconds
 
 
 def compute_seconds(stage: str, stats: StageStats, config: TangramConfig, gpu: bool, cpus: int,

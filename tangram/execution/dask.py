@@ -1,21 +1,20 @@
-"""The Dask executor: what a batch worker runs, one (input, stage) task, through `run_stage_here`.
+"""The Dask executor: each stage of one input as one (input, stage) task on a Dask worker.
 
-`run_stage_task` is submitted by the driver with its upstream tasks' futures as arguments, so Dask
-knows the real dependencies and moves each upstream archive to the worker that needs it (once per
-worker: the extracted folder is cached in the worker's scratch space, keyed by its SHA-256). The
-input itself reaches a worker either as a path (a LocalCluster shares this machine's disk) or as a
-scattered `InputBlob` that Dask moves to each worker needing it; the worker writes it to its scratch
-space once and reuses it for the input's later stages.
+`DaskExecutor` is an `Executor` the runner drives like any other (order, hashes, reuse, resume,
+"skip: needs X" and records are the runner's); `tangram batch` runs one pipeline per input, each with
+its own `DaskExecutor`. `run_stage` submits `run_stage_task` (`retries=`, `priority=`, `resources=`)
+with the futures of the upstream tasks as arguments, so Dask knows the real dependencies and moves
+each upstream archive to the worker that needs it (extracted once per worker into its scratch space,
+keyed by SHA-256); an upstream reused from the run folder is packed and scattered. The input reaches
+a worker as a path (a LocalCluster shares this disk) or as a scattered `InputBlob`, written to the
+worker's scratch once. The stage's folder comes back as a checked tar (`archive.write_tar`, SHA-256)
+in the `StageResult`, extracted into `ctx.out_dir` (plain files with relative names only). Workers
+are warm (`tangram.execution.warm`): each model is loaded once per worker; `warm.loads` counts.
 
-The stage writes into a fresh temp folder; the folder comes back as a checked archive (a tar made by
-`tangram.execution.archive.write_tar`, with its SHA-256) inside the `StageResult`, and the client
-imports it. The worker process is warm (`tangram.execution.warm`): torch and each model are loaded
-once per worker and reused by its later tasks; `warm.loads` counts the loads.
-
-Failures: a `StageFailed` or `TangramError` (a bad input, a bad setting) is a result with
-status "failed" and its one-line reason: retrying cannot help. Anything else raises, and Dask's
-`retries=` reruns the task (on another worker if this one died). A stage whose upstream failed
-returns "skipped" without running, with the runner's own reason (`unmet_needs`).
+Failures: a `StageFailed` or `TangramError` on the worker (a bad input, a bad setting) is a result
+with status "failed" and its one-line reason (retrying cannot help), raised as `StageFailed`.
+Anything else raises on the worker and Dask's `retries=` reruns the task (on another worker if this
+one died); when every retry failed, the stage fails with one line. Cancelled: the runner's `Cancelled`.
 """
 
 from __future__ import annotations
@@ -25,16 +24,20 @@ import io
 import os
 import shutil
 import socket
+import tarfile
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tangram.errors import StageFailed, TangramError
 from tangram.execution import warm
-from tangram.execution.archive import extract_into, folder_files, write_tar
-from tangram.execution.base import first_line, run_stage_here, unmet_needs
+from tangram.execution.archive import folder_files, safe_extract, write_tar
+from tangram.execution.base import first_line, run_stage_here
+from tangram.stages.base import StageContext, StageOutcome, StageSpec
 
 GPU_SHARE_ENV = "TANGRAM_FLEET_GPU_SHARE"  # workers sharing this worker's GPU (set by the cluster)
 
@@ -53,6 +56,12 @@ class InputRef:
     def filename(self) -> str:
         return Path(self.path).name
 
+    @classmethod
+    def of(cls, name: str, path: Path, fingerprint: str) -> InputRef:
+        nbytes = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+            path.stat().st_size
+        return cls(name, str(path), fingerprint, path.is_dir(), nbytes)
+
 
 @dataclass(frozen=True)
 class InputBlob:
@@ -66,13 +75,7 @@ class InputBlob:
     @classmethod
     def of(cls, ref: InputRef) -> InputBlob:
         path = Path(ref.path)
-        if ref.is_dir:
-            buf = io.BytesIO()
-            write_tar(buf, ((p, p.relative_to(path).as_posix()) for p in folder_files(path)))
-            data = buf.getvalue()
-        else:
-            data = path.read_bytes()
-        return cls(ref.fingerprint, ref.filename, ref.is_dir, data)
+        return cls(ref.fingerprint, ref.filename, ref.is_dir, pack_folder(path)[0] if ref.is_dir else path.read_bytes())
 
 
 @dataclass
@@ -81,7 +84,7 @@ class StageResult:
 
     input_name: str
     stage: str
-    status: str  # "done" | "failed" | "skipped"
+    status: str  # "done" | "failed"
     reason: str | None = None
     backend: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +98,6 @@ class StageResult:
     hostname: str = ""
     bytes_up: int = 0  # input and upstream archives this worker had to receive for the task
     device: dict[str, Any] = field(default_factory=dict)
-    produced: bool = False  # False: an existing run-folder stage packed by the client (not run)
 
     @property
     def bytes_down(self) -> int:
@@ -114,21 +116,22 @@ def pack_folder(folder: Path) -> tuple[bytes, str, int]:
     return data, hashlib.sha256(data).hexdigest(), count
 
 
-def unpack_checked(data: bytes, sha256: str, dest: Path) -> None:
-    """Extract a tar after checking its SHA-256; `dest` appears complete or not at all."""
+def unpack_checked(data: bytes, sha256: str, dest: Path, files: int | None = None) -> None:
+    """Extract a tar after checking its SHA-256 (and its file count); `dest`, absent or an empty
+    folder, appears complete or not at all (a staging `.tmp-unpack-*` folder beside it meanwhile)."""
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:
         raise TangramError(f"archive for {dest.name} is corrupt (sha256 {got[:12]} != {sha256[:12]})")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-unpack-", dir=dest.parent))
     try:
         tar = staging / "archive.tar"
         tar.write_bytes(data)
-        out = staging / "out"
-        out.mkdir()
-        extract_into(tar, out)
+        names = safe_extract(tar, staging / "out")
+        if files is not None and len(names) != files:
+            raise TangramError(f"archive for {dest.name} has {len(names)} files, expected {files}")
         try:
-            os.replace(out, dest)
+            os.replace(staging / "out", dest)
         except OSError:  # another task on this worker extracted the same archive meanwhile
             if not dest.is_dir():
                 raise
@@ -136,12 +139,93 @@ def unpack_checked(data: bytes, sha256: str, dest: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def existing_stage_result(input_name: str, stage: str, folder: Path, record: dict[str, Any]) -> StageResult:
-    """A stage already in the run folder (resume), packed so that a downstream task can use it."""
-    data, digest, count = pack_folder(folder)
-    return StageResult(input_name, stage, "done", backend=str(record.get("backend", "")),
-                       summary=dict(record.get("summary") or {}), archive=data, sha256=digest, files=count,
-                       seconds=float(record.get("seconds") or 0.0), worker="client", produced=False)
+def task_failure(exc: BaseException) -> str:
+    """One line for a task that raised after every retry (or whose workers kept dying)."""
+    text = str(exc).strip()
+    line = text.splitlines()[0][:300] if text else ""
+    if type(exc).__name__ == "KilledWorker":
+        return f"its worker died too often running it ({line})"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+class DaskExecutor:
+    """The stages of one input, each as a `run_stage_task` on a Dask cluster (module docstring).
+
+    `placement(stage)` gives (priority, wants a GPU); `on_submit(stage, key, future)` hears each
+    task as it is submitted. `results` keeps each stage's `StageResult` (worker, bytes, seconds),
+    `digests` the archives the workers extracted (for `prune_input_scratch`)."""
+
+    where = "dask"
+
+    def __init__(self, client: Any, ref: InputRef, *, ship_input: bool = False, retries: int = 0,
+                 gpu_memory_fraction: float = 0.9, token: str = "",
+                 placement: Callable[[str], tuple[int, bool]] | None = None,
+                 on_submit: Callable[[str, str, Any], None] | None = None,
+                 task: Callable[..., StageResult] | None = None):
+        self.client, self.ref, self.ship_input = client, ref, ship_input
+        self.retries, self.gpu_memory_fraction, self.token = retries, gpu_memory_fraction, token
+        self.placement = placement or (lambda stage: (0, False))
+        self.on_submit = on_submit
+        self.task = task or run_stage_task
+        self.futures: dict[str, Any] = {}
+        self.results: dict[str, StageResult] = {}
+        self.digests: set[str] = set()
+        self.cancelled = False
+        self._blob: Any = None
+
+    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome:
+        from tangram.settings import public_dict
+
+        stage = spec.name
+        upstream = {r: self.futures[r] if r in self.futures else self._scatter_existing(r, ctx.upstream[r])
+                    for r in spec.requires}
+        priority, gpu = self.placement(stage)
+        key = f"{stage}-{self.ref.name}-{self.token}"
+        future = self.client.submit(
+            self.task, stage, self.ref, self._blob_for(spec), public_dict(ctx.config), upstream,
+            self.gpu_memory_fraction, key=key, pure=False, retries=self.retries, priority=priority,
+            resources={"GPU": 1} if gpu else None)
+        self.futures[stage] = future  # before the flag is read: a cancel sees the future or we see the flag
+        if self.on_submit is not None:
+            self.on_submit(stage, key, future)
+        try:
+            if self.cancelled:
+                future.cancel()
+            result = future.result()
+        except Exception as exc:  # raised after every retry, its workers died too often, or cancelled
+            if self.cancelled or isinstance(exc, CancelledError):
+                from tangram.runner import Cancelled
+
+                raise Cancelled(f"{stage} cancelled") from None
+            result = StageResult(self.ref.name, stage, "failed", reason=task_failure(exc))
+        self.results[stage] = result
+        if result.sha256:
+            self.digests.add(result.sha256)
+        if result.status == "done":  # a refused or corrupt archive fails this input's stage alone
+            try:
+                unpack_checked(result.archive or b"", result.sha256, ctx.out_dir, result.files)
+            except (TangramError, ValueError, OSError, tarfile.TarError) as exc:
+                result.status, result.reason = "failed", f"its archive was refused: {task_failure(exc)}"
+        if result.status != "done":
+            raise StageFailed(result.reason or result.status)
+        return StageOutcome(result.backend, result.summary, where=result.hostname or self.where, execution={
+            "worker": result.worker, "bytes_up": result.bytes_up, "bytes_down": result.bytes_down,
+            "stage_s": round(result.seconds, 3), "task_s": round(result.task_seconds, 3),
+            "device": result.device})
+
+    def _scatter_existing(self, stage: str, folder: Path) -> Any:
+        """A stage reused from the run folder, packed for the downstream task."""
+        data, digest, count = pack_folder(folder)
+        self.digests.add(digest)
+        return self.client.scatter(StageResult(self.ref.name, stage, "done", archive=data, sha256=digest, files=count,
+                                               worker="client"), hash=False)
+
+    def _blob_for(self, spec: StageSpec) -> Any:
+        if not (spec.uses_input and self.ship_input):
+            return None
+        if self._blob is None:
+            self._blob = self.client.scatter(InputBlob.of(self.ref), hash=False)
+        return self._blob
 
 
 def _worker() -> Any:
@@ -205,19 +289,15 @@ def _gpu_config(config: Any, worker: Any, fraction: float) -> tuple[Any, dict[st
 
 def run_stage_task(stage: str, ref: InputRef, blob: InputBlob | None, config_data: dict[str, Any],
                    upstream: dict[str, StageResult], gpu_memory_fraction: float = 0.9) -> StageResult:
-    """Run `stage` of input `ref` on this worker; see the module docstring."""
+    """Run `stage` of input `ref` on this worker (its upstream results are done: the runner
+    skipped it otherwise); see the module docstring."""
     from config import TangramConfig
 
     started = time.perf_counter()
     worker = _worker()
     me = str(worker.name) if worker is not None else "in-process"
     base = StageResult(ref.name, stage, "failed", worker=me,
-                       worker_address=str(getattr(worker, "address", "")), hostname=socket.gethostname(),
-                       produced=True)
-    reason = unmet_needs(tuple(upstream), {name: res.status for name, res in upstream.items()})
-    if reason:
-        base.status, base.reason = "skipped", reason
-        return base
+                       worker_address=str(getattr(worker, "address", "")), hostname=socket.gethostname())
     if worker is not None:
         warm.enable()  # a worker process runs many inputs: keep its models
     scratch = _scratch(worker)

@@ -58,6 +58,12 @@ def model(kind: str, weights: str | Path | None, device: str | None, load: Calla
     return obj
 
 
+def held() -> dict[str, int]:
+    """Models kept in this process now, per kind (empty while off): what `cost.ModelLoads` need not charge."""
+    with _lock:
+        return dict(Counter(key[0] for key in _cache))
+
+
 def loads(dask_worker: Any = None) -> dict[str, int]:
     """Real model loads in this process so far, per kind (`client.run(loads)` on a Dask cluster)."""
     with _lock:

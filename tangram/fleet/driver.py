@@ -1,31 +1,26 @@
-"""The batch driver on the client: inputs -> (input, stage) tasks on Dask -> run folders + batch.json.
+"""The batch driver on the client: the runner over many inputs, with a Dask executor.
 
-For each input the driver does what `Pipeline.run` does before running anything (lock the run
-folder, clear temp folders of an interrupted run, fingerprint the input, find the stale stages
-with the same hashes) and then, instead of running the stale stages itself, submits one Dask task
-per stale stage with its upstream tasks' futures as arguments (`client.submit`, `retries=`,
-`priority=` from the scorer's cost model, `resources={"GPU": 1}` for a heavy stage when the cluster
-has GPU workers and the scorer says the GPU pays for the transfer). Dask schedules, steals work,
-moves data and reruns tasks of dead workers. The client takes results as they complete
-(`as_completed`), in stage order per input, and imports each finished stage into
-`exports/<BATCH>/<input>/` with the runner's own record and atomic rename, so a killed batch
-resumes from what already landed and the run folder is an ordinary one
-(`python main.py --input X --name <BATCH>/<input>` finds it up to date).
+Each input is one ordinary `tangram.runner.Pipeline` run into `exports/<BATCH>/<input>/`, so the
+runner alone decides stage order, hash-based reuse, resume, "skip: needs X" and the records
+(`python main.py --input X --name <BATCH>/<input>` finds the folder up to date). Its stages run
+through a `tangram.execution.dask.DaskExecutor`: one Dask task per stage (`retries=`, `priority=`
+from the scorer's cost model, `resources={"GPU": 1}` for a heavy stage when the cluster has GPU
+workers and the scorer says the GPU pays for the transfer), with the upstream tasks' futures as
+arguments. Dask schedules, steals work, moves data and reruns tasks of dead workers; the runner
+renames each finished stage into the run folder atomically, so a killed batch resumes from what
+already landed.
 
-Only a bounded window of inputs is in flight (fleet.window, default 2 x the workers' threads), so
-a 500-video batch never holds every video in memory.
+What is batch-specific stays here: the inputs and their run folder names, the cluster, the
+Prometheus metrics, batch.json and the worker scratch pruning. A bounded window of inputs runs at
+once (fleet.window, default 2 x the workers' threads; one client thread per input), so a
+500-video batch never holds every video in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import os
-import shutil
 import signal
-import tarfile
-import tempfile
 import threading
 import time
 import uuid
@@ -34,25 +29,21 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import FleetHost, TangramConfig
 from tangram.errors import TangramError
-from tangram.execution.dask import (
-    InputBlob,
-    InputRef,
-    StageResult,
-    existing_stage_result,
-    prune_input_scratch,
-    run_stage_task,
-)
+from tangram.execution.cost import ModelLoads, load_coefficients
+from tangram.execution.dask import DaskExecutor, InputRef, prune_input_scratch, run_stage_task
 from tangram.fileio import read_json, write_json, write_text
 from tangram.fleet.cluster import FleetCluster, open_cluster
 from tangram.fleet.inputs import BatchInput, expand_inputs, safe_batch_name
 from tangram.fleet.metrics import BatchMetrics
-from tangram.settings import public_dict
-from tangram.stages import MODES, get_stage
-from tangram.stages.base import StageOutcome
+from tangram.stages import MODES
+from tangram.stages.base import StageContext, StageOutcome, StageSpec
+
+if TYPE_CHECKING:
+    from tangram.runner import Pipeline
 
 log = logging.getLogger("tangram.fleet")
 
@@ -97,16 +88,67 @@ class InputState:
     entry: dict[str, Any]  # this input's record in batch.json
     stages: list[str]
     run_dir: Path
-    manifest: dict[str, Any] | None = None
-    stale: list[str] = field(default_factory=list)
-    futures: dict[str, Any] = field(default_factory=dict)  # stage -> Future (stale stages)
-    ready: dict[str, Any] = field(default_factory=dict)  # stage -> finished Future, not imported yet
-    imported: set[str] = field(default_factory=set)
-    lock: ExitStack | None = None
-    ref: InputRef | None = None
-    started: float = 0.0
+    executor: DaskExecutor | None = None  # made at the input's first stage that runs
+    ran: set[str] = field(default_factory=set)  # stages this session ran (the others were reused or skipped)
+    info: Any = None  # the input's media info, for the planner
+    cancel: threading.Event = field(default_factory=threading.Event)
     current: tuple[str, str] | None = None  # (stage, host) running now, from the scheduler
-    digests: set[str] = field(default_factory=set)  # SHA-256 of the stage archives workers extracted
+
+    @property
+    def futures(self) -> dict[str, Any]:
+        return self.executor.futures if self.executor is not None else {}
+
+    @property
+    def digests(self) -> set[str]:  # SHA-256 of the stage archives workers extracted
+        return self.executor.digests if self.executor is not None else set()
+
+
+class InputRun:
+    """One input's run as the runner sees it: its observer (the input's batch.json entry) and its
+    offload policy (every stage through the input's `DaskExecutor`)."""
+
+    where = "dask"
+
+    def __init__(self, driver: BatchDriver, state: InputState):
+        self.driver, self.state = driver, state
+
+    # -- RunObserver --
+    def stage_started(self, stage: str, where: str) -> None:
+        self.state.ran.add(stage)
+
+    def stage_progress(self, stage: str, completed: float, total: float | None, description: str) -> None:
+        pass
+
+    def stage_finished(self, stage: str, record: dict[str, Any]) -> None:
+        self.driver._stage_finished(self.state, stage, record)
+
+    # -- OffloadPolicy and Executor --
+    def executor_for(self, spec: StageSpec, ctx: StageContext) -> InputRun:
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def run_stage(self, spec: StageSpec, ctx: StageContext) -> StageOutcome:
+        """The stage on the cluster; `where` the host that ran it, `execution` the batch's figures."""
+        driver, state = self.driver, self.state
+        if state.executor is None:
+            from tangram.runner import load_manifest
+
+            assert driver.cluster is not None
+            fingerprint = load_manifest(ctx.out_dir.parent)["input"]["fingerprint"]  # the runner's, just written
+            state.executor = DaskExecutor(
+                driver.cluster.client, InputRef.of(state.inp.name, ctx.input_path, fingerprint),
+                ship_input=driver.cluster.ships_input, retries=driver.config.fleet.retries,
+                gpu_memory_fraction=driver.config.fleet.gpu_memory_fraction, token=driver._token,
+                placement=lambda stage: driver._placement(state, stage),
+                on_submit=lambda stage, key, future: driver._submitted(state, stage, key), task=run_stage_task)
+        state.executor.cancelled = state.cancel.is_set()
+        outcome = state.executor.run_stage(spec, ctx)
+        host, cost = driver.host_and_cost(state.executor.results[spec.name])
+        outcome.where = host
+        outcome.execution.update(fleet=driver.batch["name"], host=host, cost_usd=cost)
+        return outcome
 
 
 class BatchDriver:
@@ -123,6 +165,7 @@ class BatchDriver:
         self._last_write = 0.0
         self._token = uuid.uuid4().hex[:8]
         self._stop = threading.Event()
+        self._lock = threading.RLock()  # batch.json and the entries: one client thread per input writes them
         self._key_index: dict[str, tuple[InputState, str]] = {}
         self._started_work = False  # False: refused before anything started (no batch.json, no report)
         self._created_dir = False
@@ -155,13 +198,10 @@ class BatchDriver:
         found = _keep_previous_names(found, previous)
         if not found and not missing:
             raise TangramError("no inputs: give videos, image folders, folders of videos or a list file")
-        from tangram.runner import stages_until
+        from tangram.runner import preflight, stages_until
 
         self.stage_names = stages_until(MODES[mode])
-        for stage in self.stage_names:  # bad settings (weights...) are one line, before any work
-            preflight = get_stage(stage).preflight
-            if preflight is not None:
-                preflight(self.config)
+        preflight(self.config, self.stage_names)  # bad settings (weights...) are one line, before any work
         self._created_dir = not self.batch_dir.exists()
         self.batch_dir.mkdir(parents=True, exist_ok=True)
         self._batch_lock = ExitStack()
@@ -227,6 +267,7 @@ class BatchDriver:
                                  "dashboard": cluster.dashboard, "dask_metrics": cluster.dask_metrics_url,
                                  "metrics_port": self.metrics.port}
         self.gpu_cluster = cluster.has_gpu()
+        self.model_loads = ModelLoads(load_coefficients(), workers=len(self.batch["cluster"]["workers"]))
         if cluster.dashboard:
             log.info("fleet: Dask dashboard %s (Prometheus: %s)", cluster.dashboard, cluster.dask_metrics_url)
 
@@ -263,246 +304,158 @@ class BatchDriver:
         return max(2, 2 * threads)
 
     def _loop(self) -> None:
-        from distributed import as_completed
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-        assert self.cluster is not None
-        todo = list(self.states)
-        active: list[InputState] = []
-        ac = as_completed([], with_results=False)
         poller = threading.Thread(target=self._poll_processing, daemon=True)
         poller.start()
-        while todo or active:
-            while todo and len(active) < self._window():
-                state = todo.pop(0)
-                if self._start_input(state, ac):
-                    active.append(state)
-                self._changed()
-            if not active:
-                continue
-            future = next(ac)
-            state, stage = self._key_index[future.key]
-            state.ready[stage] = future
-            self._import_ready(state)
-            if self._input_finished(state):
-                self._finish_input(state)
-                active.remove(state)
-            self._changed()
-
-    # -- one input -------------------------------------------------------------------------
-
-    def _start_input(self, state: InputState, ac: Any) -> bool:
-        """Lock, fingerprint and plan one input; submit its stale stages. False: nothing to run."""
-        from tangram.media import open_media
-        from tangram.runner import locked_run_dir, open_run_manifest, stale_stages
-
-        assert self.cluster is not None
-        state.started = time.perf_counter()
-        entry = state.entry
-        entry.update(status="running", reason=None)
+        pool = ThreadPoolExecutor(max_workers=self._window(), thread_name_prefix="tangram-input")
         try:
-            source = open_media(state.inp.path)
-        except TangramError as exc:  # a bad input fails alone, with its one-line reason
-            return self._input_failed(state, str(exc).splitlines()[0])
-        state.lock = ExitStack()
-        try:
-            state.lock.enter_context(locked_run_dir(state.run_dir))
-        except TangramError as exc:
-            state.lock = None
-            return self._input_failed(state, str(exc))
-        manifest = open_run_manifest(state.run_dir, source.info.path)
-        state.manifest = manifest
-        forced = set(self.options.force)
-        if "all" in forced:
-            forced = set(state.stages)
-        state.stale = stale_stages(self.config, state.stages, manifest, state.run_dir, forced)
-        write_json(state.run_dir / "manifest.json", manifest)
-        write_json(state.run_dir / "config.json", public_dict(self.config))
-        self._run_log(state, f"batch {self.batch['name']}: input {source.info.path} ({source.info.kind}), "
-                             f"stages {', '.join(state.stages)}; to run: {', '.join(state.stale) or 'none'}")
-        for stage in state.stages:
-            if stage not in state.stale:
-                rec = manifest["stages"][stage]
-                state.imported.add(stage)
-                entry["stages"][stage] = {"status": "done", "where": rec.get("where", "local"),
-                                          "seconds": float(rec.get("seconds") or 0.0), "bytes_up": 0,
-                                          "bytes_down": 0, "reused": True}
-        if not state.stale:
-            self._finish_input(state)
-            return False
-        fingerprint = manifest["input"]["fingerprint"]
-        path = Path(manifest["input"]["path"])
-        state.ref = InputRef(state.inp.name, str(path), fingerprint, path.is_dir(), _nbytes(path))
-        self._submit(state, source.info, ac)
-        return True
+            running = {pool.submit(self._run_input, state) for state in self.states}
+            while running:
+                done, running = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+        except BaseException:
+            self._cancel_all()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _submit(self, state: InputState, info: Any, ac: Any) -> None:
+    # -- one input: the runner, with this input's Dask executor --------------------------------
+
+    def pipeline(self, state: InputState) -> Pipeline:
+        """The runner for one input: the batch entry hears its records, its stages go to the cluster."""
+        from tangram.runner import Pipeline
+
+        run = InputRun(self, state)
+        return Pipeline(self.config, observer=run, offload=run, cancel_event=state.cancel, concurrent=True)
+
+    def _run_input(self, state: InputState) -> None:
+        from tangram.runner import Cancelled
+
+        with self._lock:
+            if state.cancel.is_set():
+                return
+            state.entry.update(status="running", reason=None)
+        self._changed()
+        try:
+            result = self.pipeline(state).run(state.inp.path, name=f"{self.batch['name']}/{state.inp.name}",
+                                  until=MODES[self.mode], force=self.options.force)
+        except Cancelled:
+            return
+        except TangramError as exc:  # a bad input (or its run folder in use) fails alone, in one line
+            self._input_failed(state, str(exc).splitlines()[0])
+            return
+        except Exception as exc:
+            log.exception("fleet: %s", state.inp.name)
+            self._input_failed(state, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return
+        self._finish_input(state, result.run_dir, result.manifest)
+
+    def _placement(self, state: InputState, stage: str) -> tuple[int, bool]:
+        """The planner's priority and GPU request for `stage` (its chain: the stages from it on)."""
         from tangram.fleet.planner import plan_stages
+        from tangram.media import open_media
 
-        assert self.cluster is not None and state.manifest is not None and state.ref is not None
-        client = self.cluster.client
-        needs_input = any(get_stage(s).uses_input for s in state.stale)
-        blob = None
-        if needs_input and self.cluster.ships_input:
-            blob = client.scatter(InputBlob.of(state.ref), hash=False)
-        plans = plan_stages(self.config, state.stale, info, self.gpu_cluster)
-        config_data = public_dict(self.config)
-        results: dict[str, Any] = {}
-        for stage in state.stages:
-            spec = get_stage(stage)
-            if stage not in state.stale:
-                if any(stage in get_stage(s).requires for s in state.stale):
-                    record = state.manifest["stages"][stage]
-                    packed = existing_stage_result(state.inp.name, stage, state.run_dir / stage, record)
-                    state.digests.add(packed.sha256)
-                    results[stage] = client.scatter(packed, hash=False)
-                continue
-            plan = plans[stage]
-            upstream = {r: results[r] for r in spec.requires if r in results}
-            key = f"{stage}-{state.inp.name}-{self._token}"
-            future = client.submit(
-                run_stage_task, stage, state.ref, blob if spec.uses_input else None, config_data, upstream,
-                self.config.fleet.gpu_memory_fraction, key=key, pure=False, retries=self.config.fleet.retries,
-                priority=plan.priority, resources={"GPU": 1} if plan.gpu else None)
-            results[stage] = future
-            state.futures[stage] = future
+        if state.info is None:
+            state.info = open_media(state.inp.path).info
+        with self._lock:  # the model load is booked on the first tasks of a model, one per worker
+            plan = plan_stages(self.config, state.stages[state.stages.index(stage):], state.info, self.gpu_cluster,
+                               loads=self.model_loads)[stage]
             state.entry["stages"][stage] = {"status": "pending", "where": None, "seconds": 0.0, "bytes_up": 0,
                                             "bytes_down": 0, "gpu_requested": plan.gpu,
                                             "estimate_s": round(plan.estimate_s, 2),
-                                            "cpu_estimate_s": round(plan.cpu_s, 2)}
-            self._key_index[key] = (state, stage)
-            ac.add(future)
+                                            "cpu_estimate_s": round(plan.cpu_s, 2),
+                                            "model_load_s": self.model_loads.book(stage, self.config)}
+        return plan.priority, plan.gpu
+
+    def _submitted(self, state: InputState, stage: str, key: str) -> None:
+        self._key_index[key] = (state, stage)
         if self.metrics:
-            self.metrics.queue.inc(len(state.futures))
+            self.metrics.queue.inc()
+        self._changed()
 
-    def _import_ready(self, state: InputState) -> None:
-        """Import finished stages in pipeline order (a downstream result waits for its upstream's)."""
-        for stage in state.stale:
-            if stage in state.imported:
-                continue
-            future = state.ready.get(stage)
-            if future is None:
-                return
-            self._import_one(state, stage, future)
-            state.imported.add(stage)
-            if self.metrics:
-                self.metrics.queue.dec()
+    def host_and_cost(self, result: Any) -> tuple[str, float]:
+        """The host a task's worker is on, and what the task cost there (USD)."""
+        if not result.worker or self.cluster is None:
+            return "-", 0.0
+        host = self.cluster.host_of(result.worker, result.worker_address)
+        return host, round(result.task_seconds * self.cluster.price_of(host) / 3600.0, 6)
 
-    def _import_one(self, state: InputState, stage: str, future: Any) -> None:
-        from tangram.runner import done_record, import_stage_dir, record_stage, skip_unmet, stage_hash
+    def _stage_finished(self, state: InputState, stage: str, record: dict[str, Any]) -> None:
+        """The runner recorded `stage` (done, failed, skipped or reused): its batch.json entry."""
+        ran = stage in state.ran
+        result = state.executor.results.get(stage) if ran and state.executor else None
+        with self._lock:
+            before = state.entry["stages"].get(stage, {})
+            rec: dict[str, Any] = {"status": record["status"], "where": None,
+                                   "seconds": float(record.get("seconds") or 0.0), "bytes_up": 0, "bytes_down": 0}
+            if not ran and record["status"] == "done":  # reused from the run folder
+                rec.update(where=record.get("where", "local"), reused=True)
+            if ran:
+                rec.update(worker=None, gpu_requested=before.get("gpu_requested", False),
+                           **{k: before.get(k) for k in ("estimate_s", "cpu_estimate_s", "model_load_s")})
+                if self.metrics and before.get("status") == "pending":
+                    self.metrics.queue.dec()
+            if result is not None and result.worker:
+                host, cost = self.host_and_cost(result)
+                rec.update(where=host, seconds=round(result.seconds, 3), bytes_up=result.bytes_up,
+                           bytes_down=result.bytes_down, worker=result.worker,
+                           task_seconds=round(result.task_seconds, 3), cost_usd=cost)
+                if self.metrics:
+                    self.metrics.stage_done(stage, host, result.seconds, result.bytes_up, result.bytes_down,
+                                            result.task_seconds)
+            if record.get("reason"):
+                rec["reason"] = record["reason"]
+            state.entry["stages"][stage] = rec
+        self._changed()
 
-        assert state.manifest is not None
-        manifest, entry = state.manifest, state.entry
-        spec = get_stage(stage)
-        input_hash = stage_hash(self.config, spec, manifest)
-        skipped = skip_unmet(state.run_dir, manifest, spec)  # the runner's rule, recorded as the runner does
-        if skipped is not None:
-            result = StageResult(state.inp.name, stage, "skipped", reason=skipped["reason"])
-        else:
-            try:
-                result = future.result()
-            except Exception as exc:  # raised after every retry, or its worker died too often
-                result = StageResult(state.inp.name, stage, "failed", reason=_reason(exc), produced=True)
-        tmp_dir = state.run_dir / f".tmp-{stage}-{os.getpid()}"
-        if result.status == "done":  # a refused or corrupt archive fails this input's stage alone
-            try:
-                _extract_result(result, tmp_dir)
-            except (TangramError, ValueError, OSError, tarfile.TarError) as exc:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
-                result = dataclasses.replace(result, status="failed",
-                                             reason=f"its archive was refused: {_reason(exc)}")
-        if result.sha256:
-            state.digests.add(result.sha256)
-        host = self.cluster.host_of(result.worker, result.worker_address) if result.worker and self.cluster else "-"
-        stage_entry = {"status": result.status, "where": host if result.worker else None,
-                       "seconds": round(result.seconds, 3), "bytes_up": result.bytes_up,
-                       "bytes_down": result.bytes_down, "worker": result.worker or None,
-                       "gpu_requested": entry["stages"].get(stage, {}).get("gpu_requested", False),
-                       "estimate_s": entry["stages"].get(stage, {}).get("estimate_s"),
-                       "cpu_estimate_s": entry["stages"].get(stage, {}).get("cpu_estimate_s")}
-        if result.reason:
-            stage_entry["reason"] = result.reason
-        if result.worker and self.cluster is not None:
-            price = self.cluster.price_of(host)
-            stage_entry["task_seconds"] = round(result.task_seconds, 3)
-            stage_entry["cost_usd"] = round(result.task_seconds * price / 3600.0, 6)
-            if self.metrics:
-                self.metrics.stage_done(stage, host, result.seconds, result.bytes_up, result.bytes_down,
-                                        result.task_seconds)
-        entry["stages"][stage] = stage_entry
-        execution = {"fleet": self.batch["name"], "worker": result.worker, "host": host,
-                     "bytes_up": result.bytes_up, "bytes_down": result.bytes_down,
-                     "task_s": round(result.task_seconds, 3), "device": result.device,
-                     "cost_usd": stage_entry.get("cost_usd", 0.0)}
-        if result.status == "done":
-            outcome = StageOutcome(result.backend, result.summary, where=host, execution=execution)
-            import_stage_dir(state.run_dir, manifest, stage, tmp_dir, done_record(outcome, input_hash,
-                                                                                   result.seconds))
-            self._run_log(state, f"{stage}: done in {result.seconds:.1f} s on {host} ({result.worker}, "
-                                 f"{result.backend}); {result.bytes_up} B up, {result.bytes_down} B down")
-        elif result.status == "failed":
-            record_stage(state.run_dir, manifest, stage, {
-                "status": "failed", "reason": result.reason or "failed", "input_hash": input_hash,
-                "seconds": round(result.seconds, 3), "where": host, "execution": execution})
-            self._run_log(state, f"{stage}: failed on {host}: {result.reason}", logging.ERROR)
-        else:
-            if skipped is None:  # the worker skipped it (cannot happen while imports go in stage order)
-                record_stage(state.run_dir, manifest, stage, {"status": "skipped", "reason": result.reason})
-            self._run_log(state, f"{stage}: skipped: {result.reason}", logging.WARNING)
-
-    def _input_finished(self, state: InputState) -> bool:
-        return all(stage in state.imported for stage in state.stages)
-
-    def _input_failed(self, state: InputState, reason: str) -> bool:
-        state.entry.update(status="failed", reason=reason)
+    def _input_failed(self, state: InputState, reason: str) -> None:
+        with self._lock:
+            state.entry.update(status="failed", reason=reason)
         log.error("fleet: %s failed: %s", state.inp.name, reason)
         if self.metrics:
             self.metrics.inputs.labels(status="failed").inc()
         self._after_input(state)
-        return False
 
-    def _finish_input(self, state: InputState) -> None:
+    def _finish_input(self, state: InputState, run_dir: Path, manifest: dict[str, Any]) -> None:
+        """The runner finished this input (recordings and report written): its batch.json entry."""
         entry = state.entry
-        failed = [(s, r) for s, r in entry["stages"].items() if r["status"] != "done"]
-        entry["seconds"] = round(sum(r.get("seconds", 0.0) for r in entry["stages"].values()
-                                     if not r.get("reused")), 3)
-        entry["cost_usd"] = round(sum(r.get("cost_usd", 0.0) for r in entry["stages"].values()), 6)
-        if failed:
-            stage, rec = failed[0]
-            entry.update(status="failed", reason=f"{stage}: {rec.get('reason') or rec['status']}")
-        else:
-            entry.update(status="done", reason=None)
-        if state.manifest is not None:
-            from tangram.runner import write_run_recordings
-
-            write_run_recordings(state.run_dir, state.manifest, self.config.run.recording)  # one per input
-            state.manifest["fleet"] = {"batch": self.batch["name"], "seconds": entry["seconds"],
-                                       "cost_usd": entry["cost_usd"]}
-            write_json(state.run_dir / "manifest.json", state.manifest)
-        state.futures.clear()
-        state.ready.clear()
+        with self._lock:
+            stages = entry["stages"]
+            failed = [(s, stages.get(s, {})) for s in state.stages if stages.get(s, {}).get("status") != "done"]
+            entry["seconds"] = round(sum(r.get("seconds", 0.0) for r in stages.values() if not r.get("reused")), 3)
+            entry["cost_usd"] = round(sum(r.get("cost_usd", 0.0) for r in stages.values()), 6)
+        stage, rec = failed[0] if failed else ("", {})
+        reason = f"{stage}: {rec.get('reason') or rec.get('status', 'not run')}" if failed else None
+        manifest["fleet"] = {"batch": self.batch["name"], "seconds": entry["seconds"], "cost_usd": entry["cost_usd"]}
+        write_json(run_dir / "manifest.json", manifest)
         self._prune_scratch(state)
-        if state.lock is not None:
-            state.lock.close()
-            state.lock = None
+        if state.executor is not None:
+            state.executor.futures.clear()
+        with self._lock:
+            entry.update(status="failed" if failed else "done", reason=reason)
         log.info("fleet: %s %s%s", state.inp.name, entry["status"],
                  f" ({entry['reason']})" if entry["reason"] else "")
         if self.metrics:
             self.metrics.inputs.labels(status=entry["status"]).inc()
-        _call_report("write_run_report", state.run_dir)
         self._after_input(state)
 
     def _prune_scratch(self, state: InputState) -> None:
         """Every stage of this input is imported: its input copy and extracted upstream archives go
         from the workers' scratch (unless another unfinished input has the same content)."""
-        if self.cluster is None or state.ref is None:
+        if self.cluster is None or state.executor is None:
             return
-        others = [s for s in self.states if s is not state and s.entry["status"] in ("pending", "running")]
-        if any(s.ref is not None and s.ref.fingerprint == state.ref.fingerprint for s in others):
+        ref = state.executor.ref
+        with self._lock:
+            others = [s.executor for s in self.states if s is not state and s.executor is not None
+                      and s.entry["status"] in ("pending", "running")]
+        if any(e.ref.fingerprint == ref.fingerprint for e in others):
             return
-        shared = set().union(*(s.digests for s in others)) if others else set()
-        digests = sorted(state.digests - shared)
+        shared = set().union(*(e.digests for e in others)) if others else set()
+        digests = sorted(state.executor.digests - shared)
         try:
-            freed = self.cluster.client.run(prune_input_scratch, state.ref.fingerprint, digests, on_error="return")
+            freed = self.cluster.client.run(prune_input_scratch, ref.fingerprint, digests, on_error="return")
         except Exception as exc:  # a worker gone: its scratch went with it
             log.debug("fleet: pruning the scratch of %s: %s", state.inp.name, exc)
             return
@@ -515,6 +468,7 @@ class BatchDriver:
             remaining = sum(1 for s in self.states if s.entry["status"] in ("pending", "running"))
             self.metrics.remaining.set(remaining)
         self._write(force=True)
+        self.observer.changed(self)
 
     # -- progress, batch.json, the end ------------------------------------------------------
 
@@ -569,32 +523,31 @@ class BatchDriver:
                 "local_estimate_s": round(local_estimate, 3)}
 
     def _write(self, force: bool = False) -> None:
-        if not self.batch or (not force and time.perf_counter() - self._last_write < WRITE_EVERY_S):
-            return
-        self._last_write = time.perf_counter()
-        self.batch["totals"] = self.totals()
-        if self.metrics:
-            self.metrics.cost.set(self.batch["totals"]["cost_usd"])
-            self.batch["metrics"] = self.metrics.snapshot()
-        write_json(self.batch_dir / BATCH_FILE, self.batch)
+        with self._lock:
+            if not self.batch or (not force and time.perf_counter() - self._last_write < WRITE_EVERY_S):
+                return
+            self._last_write = time.perf_counter()
+            self.batch["totals"] = self.totals()
+            if self.metrics:
+                self.metrics.cost.set(self.batch["totals"]["cost_usd"])
+                self.batch["metrics"] = self.metrics.snapshot()
+            write_json(self.batch_dir / BATCH_FILE, self.batch)
 
     def _cancel_all(self) -> None:
-        if self.cluster is None:
-            return
-        futures = [f for s in self.states for f in s.futures.values()]
-        with contextlib.suppress(Exception):
-            self.cluster.client.cancel(futures)
-        for state in self.states:
-            if state.entry["status"] == "running":
-                state.entry["status"] = "pending"
-                state.entry["reason"] = "cancelled"
+        with self._lock:
+            for state in self.states:
+                state.cancel.set()  # the runner stops before its next stage
+                if state.executor is not None:
+                    state.executor.cancelled = True
+                if state.entry["status"] == "running":
+                    state.entry["status"] = "pending"
+                    state.entry["reason"] = "cancelled"
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.client.cancel([f for s in self.states for f in s.futures.values()])
 
     def _finish(self) -> None:
         self._stop.set()
-        for state in self.states:
-            if state.lock is not None:
-                state.lock.close()
-                state.lock = None
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.batch["cluster"]["workers"] = self.cluster.workers() or self.batch["cluster"]["workers"]
@@ -605,12 +558,12 @@ class BatchDriver:
             self._write(force=True)
             if self.metrics:
                 write_text(self.batch_dir / "metrics.prom", self.metrics.text())
-        if self.metrics:
-            self.metrics.stop()
         if self.cluster is not None:
             self.cluster.close()
         if self.batch and self._started_work:
             _call_report("write_batch_report", self.batch_dir)
+        if self.metrics:  # the final values stay scrapable until the cluster is down and the report written
+            self.metrics.stop()
         self.observer.batch_finished(self)
         if hasattr(self, "_batch_lock"):
             self._batch_lock.close()
@@ -632,14 +585,6 @@ class BatchDriver:
             log.debug("fleet: reading model loads: %s", exc)
             return {}
         return {names.get(a, a): c for a, c in sorted(counts.items()) if isinstance(c, dict)}
-
-    def _run_log(self, state: InputState, message: str, level: int = logging.INFO) -> None:
-        """One line in the run's own tangram.log (and the console log)."""
-        log.log(level, "%s: %s", state.inp.name, message)
-        line = f"{datetime.now().strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level):<7} " \
-               f"tangram.fleet: {message}\n"
-        with contextlib.suppress(OSError), open(state.run_dir / "tangram.log", "a", encoding="utf-8") as fh:
-            fh.write(line)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -668,46 +613,6 @@ def _keep_previous_names(found: list[BatchInput], previous: dict[str, Any] | Non
         taken.add(name.casefold())
         out.append(BatchInput(inp.path, name))
     return out
-
-
-def _nbytes(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    name = type(exc).__name__
-    line = text.splitlines()[0][:300] if text else ""
-    if name == "KilledWorker":
-        return f"its worker died too often running it ({line})"
-    return f"{name}: {line}" if line else name
-
-
-def _extract_result(result: StageResult, dest: Path) -> None:
-    """The worker's archive, checked and extracted into `dest` (a temp folder in the run folder)."""
-    import hashlib
-
-    from tangram.execution.archive import safe_extract
-
-    assert result.archive is not None
-    digest = hashlib.sha256(result.archive).hexdigest()
-    if digest != result.sha256:
-        raise TangramError(f"archive of {result.stage} for {result.input_name} arrived corrupt")
-    shutil.rmtree(dest, ignore_errors=True)
-    with tempfile.NamedTemporaryFile(prefix="tangram-fleet-", suffix=".tar") as fh:
-        fh.write(result.archive)
-        fh.flush()
-        try:
-            names = safe_extract(Path(fh.name), dest)
-        except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
-    if len(names) != result.files:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise TangramError(f"archive of {result.stage} for {result.input_name} has {len(names)} files, "
-                           f"expected {result.files}")
 
 
 def _local_estimate(rec: dict[str, Any]) -> float:

@@ -7,6 +7,9 @@ tracking has run: 3 detections per frame assumed). A heavy stage (`StageSpec.off
 (at the host's measured speed, else 50 MB/s) beats the CPU estimate by the scorer's margin;
 otherwise it may run on any worker. GrabCut and COLMAP do not use a GPU, so they never ask for one.
 
+Model loads (`cost.ModelLoads`): a stage pays `model_load_s` only while some worker has not loaded
+its model yet (warm workers keep them), in its estimate and in its input's chain.
+
 Priority: longest input first (the estimated seconds of its remaining chain), which keeps long
 inputs from starting last and leaving workers idle at the end of the batch (LPT scheduling).
 Stages without a cost model use per-frame coefficients measured on this project's 2-core machine.
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import TangramConfig
-from tangram.execution.cost import REMOTE_MARGIN, StageStats, compute_seconds, load_coefficients
+from tangram.execution.cost import REMOTE_MARGIN, ModelLoads, StageStats, compute_seconds, load_coefficients
 from tangram.stages import get_stage
 
 # Seconds per 640x480 frame (tracking) or per stage, where the scorer has no model (2-core CPU).
@@ -68,17 +71,18 @@ def stage_seconds(stage: str, info: Any, config: TangramConfig, gpu: bool, cpus:
 
 
 def plan_stages(config: TangramConfig, stages: list[str], info: Any, gpu_cluster: bool,
-                link_mb_s: float = DEFAULT_LINK_MB_S) -> dict[str, Plan]:
+                link_mb_s: float = DEFAULT_LINK_MB_S, loads: ModelLoads | None = None) -> dict[str, Plan]:
     coef = load_coefficients()
     cpus = os.cpu_count() or 2
-    cpu = {s: stage_seconds(s, info, config, False, cpus, coef) for s in stages}
+    load = {s: loads.seconds(s, config) if loads is not None else 0.0 for s in stages}
+    cpu = {s: stage_seconds(s, info, config, False, cpus, coef) + load[s] for s in stages}
     chain = sum(cpu.values())
     plans = {}
     for stage in stages:
         gpu = False
         estimate = cpu[stage]
         if gpu_cluster and get_stage(stage).offloadable:
-            on_gpu = stage_seconds(stage, info, config, True, cpus, coef)
+            on_gpu = stage_seconds(stage, info, config, True, cpus, coef) + load[stage]
             transfer = info.bytes / (link_mb_s * 1e6)
             if on_gpu + transfer < REMOTE_MARGIN * cpu[stage]:
                 gpu, estimate = True, on_gpu
