@@ -162,3 +162,26 @@ def test_sample_run_has_no_false_discovery(sample_run: Path, sample) -> None:
         xy = np.array(o["box"]["center"][:2])
         assert np.min(np.linalg.norm(true_xy - xy, axis=1)) < 0.05, o
         assert np.all(np.abs(xy - table["rect_center"]) <= np.array(table["rect_size"]) / 2), o
+
+
+def test_planner_picks_a_discovered_object_by_id() -> None:
+    """"pick up object 7" names a discovered object (class "object") by id; the offline planner
+    picks it and ends holding it; "put object 7 in the bowl" works like for any detected object."""
+    from tangram.planning.search import plan_offline
+    from tangram.planning.tasks import parse_task
+    from tangram.planning.validate import validate_plan
+    from tangram.planning.world import scene_graph_from_objects, world_from_scene_graph
+
+    world = world_from_scene_graph(json.loads(json.dumps(scene_graph_from_objects([
+        {"id": 1, "class_name": "cup", "xy": (-0.15, 0.05), "size": (0.06, 0.085, 0.09)},
+        {"id": 2, "class_name": "bowl", "xy": (0.05, 0.15), "size": (0.17, 0.17, 0.07)},
+        {"id": 7, "class_name": "object", "xy": (0.15, -0.05), "size": (0.05, 0.04, 0.04)},
+    ]))))
+    goal = parse_task("pick up object 7", world)
+    assert goal.form == "pick" and [(a.kind, a.obj) for a in goal.atoms] == [("held", 7)]
+    result = plan_offline(world, goal)
+    assert [(a.name, a.object) for a in result.actions] == [("pick", 7), ("home", None)]
+    check = validate_plan(world, result.actions, goal)
+    assert check.valid and check.goal_satisfied, check.errors
+    put = plan_offline(world, parse_task("put object 7 in the bowl", world))
+    assert [a.name for a in put.actions] == ["pick", "place_in", "home"]

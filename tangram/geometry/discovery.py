@@ -53,7 +53,7 @@ class DiscoveryParams:
     low_bands: float = 2.0  # candidates start this many table-plane bands above the top
     max_height_of_cameras: float = 0.8  # ... and end at this share of the cameras' height over the table
     exclusion_margin: float = 0.15  # detected boxes grown by this share of their size (and >= 2 bands)
-    merge_margin: float = 0.5  # a cluster mostly within a detected box grown by this share merges into it
+    merge_margin: float = 0.15  # a cluster mostly within a detected box grown by this share merges into it
     merge_share: float = 0.5  # ... "mostly": this share of its points
     max_footprint_of_table: float = 1 / 3  # a cluster wider than this share of the table's shorter side
     max_error_px: float | None = 2.0  # drop points whose mean reprojection error exceeds this

@@ -9,6 +9,7 @@ Supported forms (objects named by class, alias, colour or id: "the cup", "the re
   sort (the objects) by class|type|kind         -> each class into its own container, else its own table strip
   move|put X to the left|right|front|back [by N cm] / to (x, y)   -> at(X, xy)
   push X left|right|forward|back|away|towards [by N cm]           -> at(X, xy), reached by pushing
+  pick up|grab|lift|take X                      -> held(X): in the gripper, lifted (the arm goes home with it)
   go home / home                                -> the arm's rest pose
 """
 
@@ -30,6 +31,7 @@ SUPPORTED_FORMS = (
     "sort by class",
     "move X left/right/forward/back [by N cm]",
     "push X left/right [by N cm]",
+    "pick up X",
     "go home",
 )
 
@@ -266,6 +268,13 @@ def _put(text: str, world: World, mentions: list[Mention]) -> Goal | None:
     return Goal(kind, [Atom(kind, i, target) for i in movers])
 
 
+def _pick(text: str, world: World, mentions: list[Mention]) -> Goal | None:
+    """"pick up X" (grab, lift, take): X ends in the gripper."""
+    if not mentions or not re.search(r"\b(pick|grab|lift|take)\b", text):
+        return None
+    return Goal("pick", [Atom("held", _one(world, mentions[0], "object"))])
+
+
 def parse_task(task: str, world: World) -> Goal:
     """Turn a task in words into a Goal, or raise TaskNotUnderstood naming the supported forms."""
     text = " ".join(task.lower().replace(",", " , ").split())
@@ -282,7 +291,7 @@ def parse_task(task: str, world: World) -> Goal:
     elif re.search(r"\bpush\b", text):
         goal = _shift(text, world, mentions, push=True)
     else:
-        goal = _put(text, world, mentions) or _shift(text, world, mentions, push=False)
+        goal = _put(text, world, mentions) or _pick(text, world, mentions) or _shift(text, world, mentions, push=False)
     if goal is None:
         raise TaskNotUnderstood(
             f"the offline planner does not understand {task!r}; it knows: " + "; ".join(SUPPORTED_FORMS)
