@@ -56,8 +56,8 @@ def _scene(seed: int = 0) -> tuple[np.ndarray, dict, dict[int, View]]:
     table = np.column_stack([rng.uniform(-0.6, 0.6, 1500), rng.uniform(-0.4, 0.4, 1500), rng.normal(0, 0.002, 1500)])
     blobs = [_surface(rng, c, s, y, 60) for c, s, y in BLOBS]
     cup = _surface(rng, CUP.centre[:2], CUP.size, 0.0, 50)
-    # the detected cup's neighbour: a blob touching its box (the detector's object seen again)
-    stray = _surface(rng, CUP.centre[:2] + np.array([0.05, 0.0]), np.array([0.04, 0.06, 0.08]), 0.0, 25)
+    # a blob overlapping the detected cup's box by 1 cm (the detector's object seen again, its box short)
+    stray = _surface(rng, CUP.centre[:2] + np.array([0.06, 0.0]), np.array([0.06, 0.06, 0.08]), 0.0, 40)
     # sparse noise over the table (mismatches), none dense enough to be an object
     noise = np.column_stack([rng.uniform(-0.6, 0.6, 40), rng.uniform(-0.4, 0.4, 40), rng.uniform(0.02, 0.3, 40)])
     xyz = np.vstack([table, *blobs, cup, stray, noise])

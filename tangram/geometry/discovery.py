@@ -13,12 +13,19 @@ becomes an object of class `object` with `source: "geometry"`:
    band is 1 % of the camera-to-scene distance, so both scale with the scene).
 3. a cluster counts when it has `min_points` points seen in `min_views` distinct keyframes (each
    seeing at least two of them), its centre lies over the table, its footprint is no bigger than
-   a third of the table's shorter side, and it does not hover (its lowest points no higher than its
-   height over the table). A cluster whose points lie mostly within a detected object's (wider) halo,
-   or whose centre is inside that object's footprint, is that object seen again: it merges into it
-   (is dropped, recorded under `merged`).
+   a third of the table's shorter side, it does not hover (its lowest points no higher than its
+   height over the table) and it does not continue below the table top (an object on the table hides
+   what is under it; points there make it the side of a cabinet or a wall at the table's edge). A
+   cluster that reaches within eps/2 of the points a placed object explains (DBSCAN would have
+   joined them: it overlaps that object) is that object seen again: it merges into it (is dropped,
+   recorded under `merged`).
 4. its box: the points' principal axes in the table plane (PCA), trimmed 5-95 % extents, from the
    table top (z = 0) up to the points' 95th height percentile: it stands on the table.
+5. with the keyframe images (`refine_with_silhouettes`): the box, grown (sparse points cover only the
+   faces the camera saw), is projected into up to `MAX_MASK_VIEWS` keyframes that see it and prompts
+   GrabCut there; the visual hull of those silhouettes (`tangram.geometry.hull`, as for detected
+   objects) replaces the points' box when it is valid and holds most of the cluster's points. The
+   masks are written beside the model and listed per keyframe.
 
 Everything is in the metric table frame (metres, z up, table top z = 0). `discover` is pure numpy +
 scikit-learn on arrays, so it is tested on synthetic clouds; `Discovered.as_object` gives the
@@ -28,13 +35,16 @@ scikit-learn on arrays, so it is tested on synthetic clouds; `Discovered.as_obje
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
 from tangram.geometry.camera import View
+from tangram.geometry.hull import carve, hull_box
 from tangram.geometry.lifting import Object3D
 from tangram.geometry.plane import TableFrame
 
@@ -42,6 +52,9 @@ CLASS_NAME = "object"
 SOURCE = "geometry"
 EPS_FACTOR = 2.0  # DBSCAN eps over the median min_samples-th neighbour distance of the candidates
 EPS_BANDS = (2.0, 6.0)  # eps clipped to this many table-plane bands (the inlier band of the table fit)
+MAX_MASK_VIEWS = 8  # keyframes segmented per discovered object (spread over those that see it)
+PROMPT_GROWTH = 1.6  # the points' footprint grown by this for the segmenter's box prompt
+HULL_KEEPS = 0.6  # a hull replaces the points' box only when it holds this share of the points
 
 
 @dataclass(frozen=True)
@@ -52,11 +65,11 @@ class DiscoveryParams:
     min_samples: int = 5  # DBSCAN core-point neighbourhood
     low_bands: float = 2.0  # candidates start this many table-plane bands above the top
     max_height_of_cameras: float = 0.8  # ... and end at this share of the cameras' height over the table
-    exclusion_margin: float = 0.15  # detected boxes grown by this share of their size (and >= 2 bands)
-    merge_margin: float = 0.15  # a cluster mostly within a detected box grown by this share merges into it
-    merge_share: float = 0.5  # ... "mostly": this share of its points
+    exclusion_margin: float = 0.1  # placed boxes grown by this share of their size (and >= 2 bands)
+    min_touching: int = 3  # a cluster with this many points within eps/2 of a placed box merges into it
     max_footprint_of_table: float = 1 / 3  # a cluster wider than this share of the table's shorter side
     max_error_px: float | None = 2.0  # drop points whose mean reprojection error exceeds this
+    max_below_share: float = 0.25  # points under its footprint below the table top, per point of its own
 
 
 @dataclass
@@ -74,6 +87,8 @@ class Discovered:
     color: list[int]
     boxes_2d: dict[int, list[float]] = field(default_factory=dict)  # keyframe -> projected box xyxy (px)
     point_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    method: str = "points_pca"  # what gave the box: "points_pca" or "hull" (GrabCut silhouettes)
+    masks: dict[int, str] = field(default_factory=dict)  # keyframe -> mask file (relative to the stage folder)
 
     def as_object(self) -> Object3D:
         info = {
@@ -82,11 +97,12 @@ class Discovered:
             "kind": "object",
             "keyframes": list(self.views),
             "boxes_2d": {str(k): v for k, v in self.boxes_2d.items()},
+            "masks": {str(k): v for k, v in self.masks.items()},
             "confidence": self.confidence,
             "color": self.color,
         }
         return Object3D(self.object_id, CLASS_NAME, self.centroid.copy(), self.centre.copy(), self.size.copy(),
-                        self.yaw, self.points, False, "points_pca", len(self.views), info)
+                        self.yaw, self.points, False, self.method, len(self.views), info)
 
 
 @dataclass
@@ -140,8 +156,8 @@ def discover(
         keep &= np.asarray(errors, float) <= params.max_error_px
     solid = [o for o in placed if o.info.get("source") != SOURCE]
     for o in solid:
-        margin = np.maximum(params.exclusion_margin * o.size, 2 * band)
-        keep &= ~in_box(xyz, o.centre, o.size + 2 * margin, o.yaw)
+        keep &= ~in_box(xyz, o.centre, _zone(o, params, band), o.yaw)
+    reliable = observers >= params.min_point_views
     cand = np.flatnonzero(keep)
     lo, hi = EPS_BANDS
     if len(cand) < max(params.min_points, params.min_samples + 1):
@@ -158,7 +174,7 @@ def discover(
         centre, size, yaw = pca_box(pts)
         what = {"points": len(members), "centre": [round(float(v), 4) for v in centre]}
         frames = _frames_seeing(members, seen_in)
-        into = _merges_into(pts, centre, solid, params, band)
+        into = _merges_into(pts, solid, params, band, eps)
         if into is not None:
             merged.append({**what, "into": into.track_id, "class_name": into.class_name})
             continue
@@ -174,6 +190,10 @@ def discover(
                    f"table's shorter side ({short_side:.2f} m): background or clutter, not one object")
         elif float(np.percentile(pts[:, 2], 5)) > max(size[2] / 2, 3 * band):
             why = "it hovers: its lowest points are far above the table top"
+        elif (below := _below_table(xyz[reliable], centre, size, yaw, band)) > params.max_below_share * len(members):
+            # the table top hides what is under an object standing on it: points there are the side
+            # of a cabinet or a wall at the table's edge, reaching down past the top
+            why = f"it continues below the table top ({below} points under its footprint): furniture or a wall"
         if why is not None:
             rejected.append({**what, "reason": why})
             continue
@@ -193,19 +213,29 @@ def _eps(pts: np.ndarray, k: int, lo: float, hi: float) -> float:
     return float(np.clip(EPS_FACTOR * np.median(dist[:, -1]), lo, hi))
 
 
+def _below_table(xyz: np.ndarray, centre: np.ndarray, size: np.ndarray, yaw: float, band: float) -> int:
+    """Points under the footprint (grown by two bands), more than `EPS_BANDS[0]` bands below the top."""
+    under = in_box(xyz, np.array([centre[0], centre[1], 0.0]), np.array([size[0] + 4 * band, size[1] + 4 * band,
+                                                                          np.inf]), yaw)
+    return int((under & (xyz[:, 2] < -EPS_BANDS[0] * band)).sum())
+
+
 def _frames_seeing(members: np.ndarray, seen_in: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[int]:
     """Keyframes observing at least two of the cluster's points (one could be a mismatch)."""
     return sorted(f for f, (idx, _) in seen_in.items() if np.isin(idx, members).sum() >= 2)
 
 
-def _merges_into(pts: np.ndarray, centre: np.ndarray, solid: list[Object3D], params: DiscoveryParams,
-                 band: float) -> Object3D | None:
+def _zone(o: Object3D, params: DiscoveryParams, band: float) -> np.ndarray:
+    """The size of a placed object's box grown by its exclusion margin: the points it explains."""
+    return o.size + 2 * np.maximum(params.exclusion_margin * o.size, 2 * band)
+
+
+def _merges_into(pts: np.ndarray, solid: list[Object3D], params: DiscoveryParams, band: float,
+                 eps: float) -> Object3D | None:
+    """The placed object the cluster continues into: `min_touching` of its points within eps/2 of
+    the points that object explains (DBSCAN would have joined them), else None."""
     for o in solid:
-        halo = o.size + 2 * np.maximum(params.merge_margin * o.size, 3 * band)
-        inside = in_box(pts, o.centre, halo, o.yaw).mean()
-        footprint = np.array([o.size[0], o.size[1], np.inf])
-        if inside >= params.merge_share or in_box(np.array([[*centre[:2], o.centre[2]]]), o.centre, footprint,
-                                                  o.yaw)[0]:
+        if in_box(pts, o.centre, _zone(o, params, band) + eps, o.yaw).sum() >= params.min_touching:
             return o
     return None
 
@@ -303,18 +333,83 @@ def object_record(o: Object3D) -> dict[str, Any]:
         "observations": o.views,
         "keyframes": info["keyframes"],
         "boxes_2d": info["boxes_2d"],
+        "masks": info.get("masks", {}),
     }
 
 
+def refine_with_silhouettes(found: list[Discovered], xyz: np.ndarray, views: dict[int, View], images: Path,
+                            band: float, iterations: int = 4, masks_dir: Path | None = None) -> int:
+    """Boxes from the visual hull of GrabCut silhouettes prompted by each object's projected box
+    (grown by PROMPT_GROWTH), where the hull is valid and holds HULL_KEEPS of the object's points;
+    returns how many boxes it replaced. masks_dir: where the masks are written (`masks` lists them
+    relative to its parent)."""
+    from tangram.geometry.silhouettes import WORK_WIDTH, Silhouette
+    from tangram.stages.segmentation import GrabCutSegmenter
+
+    segmenter = GrabCutSegmenter(iterations)
+    replaced = 0
+    for d in found:
+        frames = [f for f in d.views if f in views]
+        if len(frames) > MAX_MASK_VIEWS:
+            frames = [frames[k] for k in np.linspace(0, len(frames) - 1, MAX_MASK_VIEWS).round().astype(int)]
+        grown = d.size * np.array([PROMPT_GROWTH, PROMPT_GROWTH, 1.2])
+        prompts = project_boxes(d.centre * [1, 1, 1.2], grown, d.yaw, {f: views[f] for f in frames})
+        pairs, masks = [], {}
+        for f, box in prompts.items():
+            image = cv2.imread(str(images / views[f].image))
+            if image is None:
+                continue
+            mask = segmenter.segment(image, np.array([box], float))[0][0]
+            if not mask.any():
+                continue
+            scale = min(1.0, WORK_WIDTH / mask.shape[1])
+            small = cv2.resize(mask.astype(np.uint8), (round(mask.shape[1] * scale), round(mask.shape[0] * scale)),
+                               interpolation=cv2.INTER_NEAREST) > 0
+            pairs.append((views[f], Silhouette(small, scale, True)))
+            masks[f] = mask
+        if len(pairs) < 3:
+            continue
+        half = 0.5 * PROMPT_GROWTH * float(max(d.size[:2])) + 2 * band
+        for _ in range(2):
+            hull = carve(pairs, d.centre[:2], half, 0.0, 1.5 * float(d.size[2]))
+            if hull.valid or not hull.touches_border:
+                break
+            half *= 1.5
+        if not hull.valid:
+            continue
+        hb = hull_box(hull)
+        pts = xyz[d.point_indices]
+        keeps = in_box(pts, hb.centre, hb.size + 2 * (hull.voxel + band), hb.yaw).mean() if len(pts) else 0.0
+        if keeps < HULL_KEEPS:
+            continue
+        d.centre, d.size, d.yaw, d.method = hb.centre, hb.size, hb.yaw, "hull"
+        d.boxes_2d = project_boxes(d.centre, d.size, d.yaw, {f: views[f] for f in d.views if f in views})
+        if masks_dir is not None:
+            masks_dir.mkdir(parents=True, exist_ok=True)
+            for f, mask in masks.items():
+                name = f"frame_{f:06d}_object_{d.object_id}.png"
+                cv2.imwrite(str(masks_dir / name), mask.astype(np.uint8) * 255)
+                d.masks[f] = f"{masks_dir.name}/{name}"
+        replaced += 1
+    return replaced
+
+
 def discover_in_scene(model: Any, table: Any, metric: TableFrame, objects: list[Object3D], first_id: int,
-                      params: DiscoveryParams = DiscoveryParams()) -> tuple[list[Object3D], dict[str, Any]]:
+                      images: Path | None = None, params: DiscoveryParams = DiscoveryParams()
+                      ) -> tuple[list[Object3D], dict[str, Any]]:
     """The reconstruction's hook: `model` (tangram.stages.reconstruction.Model, SfM frame), `table`
-    (TableEstimate, unit scale), the metric table frame and the placed objects (metric). Returns the
-    discovered objects and the summary written into objects.json."""
+    (TableEstimate, unit scale), the metric table frame and the placed objects (metric); `images`:
+    the keyframes' folder (the boxes are then refined by GrabCut silhouettes, masks written into
+    `discovered_masks/` beside it). Returns the discovered objects and the summary written into
+    objects.json."""
     t = metric.table_from_world
     xyz = metric.apply(model.cloud.xyz)
     views = {f: v.transformed(t) for f, v in model.views.items()}
     band = float(table.threshold) * metric.scale / max(table.frame.scale, 1e-12)
     found = discover(xyz, model.cloud.seen_in, views, metric, band, objects, first_id, model.cloud.rgb,
                      model.errors, params)
-    return [d.as_object() for d in found.objects], found.summary()
+    summary = found.summary()
+    if images is not None and found.objects:
+        summary["hull_boxes"] = refine_with_silhouettes(found.objects, xyz, views, images, band,
+                                                        masks_dir=images.parent / "discovered_masks")
+    return [d.as_object() for d in found.objects], summary

@@ -114,7 +114,7 @@ def run(ctx: StageContext) -> StageOutcome:
                  _focal_source(cfg))
         ctx.progress(4, STEPS, "fusing tracks into objects, finding the table plane")
         try:
-            scene = build_scene(model, obs, cfg)
+            scene = build_scene(model, obs, cfg, ctx.out_dir / "images")
         except TableNotFound as exc:
             attempt.table = exc
             raise StageFailed(f"no supporting surface found: {exc.reason}") from None
@@ -398,9 +398,10 @@ class Scene:
     discovery: dict[str, Any] | None = None  # objects found from the 3D points alone (tangram.geometry.discovery)
 
 
-def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig) -> Scene:
+def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig, images: Path | None = None) -> Scene:
     """From the SfM model and the 2D tracks to metric objects on the right surfaces (obs is modified:
-    fused tracks take their object's id); TableNotFound when no plane has the cameras above it."""
+    fused tracks take their object's id); TableNotFound when no plane has the cameras above it.
+    images: the keyframes' folder (discovered objects are then segmented there)."""
     raw = track_evidence(obs, model.views, cfg.seed)
     fusion = fuse_tracks(obs, raw)
     apply_fusion(obs, fusion)
@@ -423,7 +424,7 @@ def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig) -> S
     found, discovery = [], None
     if cfg.discover_objects:  # what no detector names: clusters of the points standing on the table
         used = [0, *obs.tracks, *(i for m in fusion.members.values() for i in m), *(i["track_id"] for i in ignored)]
-        found, discovery = discover_in_scene(model, table, metric, objects, max(used) + 1)
+        found, discovery = discover_in_scene(model, table, metric, objects, max(used) + 1, images)
     return Scene(objects + found, scale, table, metric, ignored, unplaced, fusion, evidence, discovery)
 
 
