@@ -698,10 +698,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              num_frames=100, fps=10),
 )}
 
-# The `unknown` scenario's objects outside COCO (coco_class None), placed after the default ones.
+# The `unknown` scenario's objects outside COCO (coco_class None), placed after the default ones; sized
+# for the gripper's 8 cm like the default objects (duck 7 x 6.5 cm, brick 6.3 cm, cube 6 cm, block 5 cm wide).
 UNKNOWN_OBJECTS: tuple[ObjectSpec, ...] = (
-    ObjectSpec("duck", None, "pybullet_data/duck_vhacd.urdf", 1.0, 0.10, 0.06),
-    ObjectSpec("lego brick", None, "pybullet_data/lego/lego.urdf", 2.5, 0.05, 0.06),
+    ObjectSpec("duck", None, "pybullet_data/duck_vhacd.urdf", 0.85, 0.10, 0.055),
+    ObjectSpec("lego brick", None, "pybullet_data/lego/lego.urdf", 2.0, 0.05, 0.05),
     ObjectSpec("jenga block", None, "pybullet_data/jenga/jenga.urdf", 1.0, 0.05, 0.08),
     ObjectSpec("cube", None, "pybullet_data/cube_small.urdf", 1.2, 0.08, 0.045),
 )

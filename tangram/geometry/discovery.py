@@ -233,8 +233,12 @@ def _zone(o: Object3D, params: DiscoveryParams, band: float) -> np.ndarray:
 def _merges_into(pts: np.ndarray, solid: list[Object3D], params: DiscoveryParams, band: float,
                  eps: float) -> Object3D | None:
     """The placed object the cluster continues into: `min_touching` of its points within eps/2 of
-    the points that object explains (DBSCAN would have joined them), else None."""
+    the points that object explains (DBSCAN would have joined them), else None. Furniture (a chair,
+    boxed from the floor up to about the table top) explains its own points but takes in nothing
+    standing on the table beside it."""
     for o in solid:
+        if o.info.get("kind") == "furniture":
+            continue
         if in_box(pts, o.centre, _zone(o, params, band) + eps, o.yaw).sum() >= params.min_touching:
             return o
     return None
@@ -340,7 +344,8 @@ def object_record(o: Object3D) -> dict[str, Any]:
 def refine_with_silhouettes(found: list[Discovered], xyz: np.ndarray, views: dict[int, View], images: Path,
                             band: float, iterations: int = 4, masks_dir: Path | None = None) -> int:
     """Boxes from the visual hull of GrabCut silhouettes prompted by each object's projected box
-    (grown by PROMPT_GROWTH), where the hull is valid and holds HULL_KEEPS of the object's points;
+    (grown by PROMPT_GROWTH), where the hull is valid, holds HULL_KEEPS of the object's points and
+    is no longer than the prompt;
     returns how many boxes it replaced. masks_dir: where the masks are written (`masks` lists them
     relative to its parent)."""
     from tangram.geometry.silhouettes import WORK_WIDTH, Silhouette
@@ -380,7 +385,9 @@ def refine_with_silhouettes(found: list[Discovered], xyz: np.ndarray, views: dic
         hb = hull_box(hull)
         pts = xyz[d.point_indices]
         keeps = in_box(pts, hb.centre, hb.size + 2 * (hull.voxel + band), hb.yaw).mean() if len(pts) else 0.0
-        if keeps < HULL_KEEPS:
+        # the hull may complete the faces no camera saw, not outgrow the prompt: a longer hull is
+        # the segmenter leaking into the background or a neighbour
+        if keeps < HULL_KEEPS or float(max(hb.size[:2])) > PROMPT_GROWTH * float(max(d.size[:2])) + 2 * band:
             continue
         d.centre, d.size, d.yaw, d.method = hb.centre, hb.size, hb.yaw, "hull"
         d.boxes_2d = project_boxes(d.centre, d.size, d.yaw, {f: views[f] for f in d.views if f in views})
