@@ -135,6 +135,15 @@ def test_outside_the_table_and_hovering_rejected() -> None:
     out2 = discover(xyz2, seen2, views, TABLE, BAND, [CUP], first_id=7)
     assert len(out2.objects) == 3
     assert any("hovers" in r["reason"] for r in out2.rejected)
+    # a cabinet's side at the table's end: a vertical slab from 30 cm above the top down past it
+    slab = np.column_stack([rng.uniform(-0.57, -0.55, 120), rng.uniform(-0.1, 0.1, 120), rng.uniform(-0.3, 0.3, 120)])
+    xyz3 = np.vstack([xyz, slab])
+    extra = np.arange(len(xyz), len(xyz3))
+    seen3 = {f: (np.concatenate([idx, extra]), np.vstack([uv, views[f].project(slab)[0]]))
+             for f, (idx, uv) in seen_in.items()}
+    out3 = discover(xyz3, seen3, views, TABLE, BAND, [CUP], first_id=7)
+    assert len(out3.objects) == 3
+    assert any("below the table top" in r["reason"] for r in out3.rejected), out3.rejected
 
 
 def test_pca_box_of_a_rotated_block() -> None:

@@ -13,8 +13,8 @@ becomes an object of class `object` with `source: "geometry"`:
    band is 1 % of the camera-to-scene distance, so both scale with the scene).
 3. a cluster counts when it has `min_points` points seen in `min_views` distinct keyframes (each
    seeing at least two of them), its centre lies over the table, its footprint is no bigger than
-   a third of the table's shorter side, it does not hover (its lowest points no higher than its
-   height over the table) and it does not continue below the table top (an object on the table hides
+   a third of the table's shorter side, it does not hover (its lowest points no higher than half its
+   top and `hover_bands` bands) and it does not continue below the table top (an object on the table hides
    what is under it; points there make it the side of a cabinet or a wall at the table's edge). A
    cluster that reaches within eps/2 of the points a placed object explains (DBSCAN would have
    joined them: it overlaps that object) is that object seen again: it merges into it (is dropped,
@@ -69,6 +69,7 @@ class DiscoveryParams:
     min_touching: int = 3  # a cluster with this many points within eps/2 of a placed box merges into it
     max_footprint_of_table: float = 1 / 3  # a cluster wider than this share of the table's shorter side
     max_error_px: float | None = 2.0  # drop points whose mean reprojection error exceeds this
+    hover_bands: float = 10.0  # a cluster whose lowest points are this many bands and half its top up hovers
     max_below_share: float = 0.25  # points under its footprint below the table top, per point of its own
 
 
@@ -188,8 +189,9 @@ def discover(
         elif max(size[0], size[1]) > params.max_footprint_of_table * short_side:
             why = (f"{max(size[0], size[1]):.2f} m across, more than {params.max_footprint_of_table:.2f} of the "
                    f"table's shorter side ({short_side:.2f} m): background or clutter, not one object")
-        elif float(np.percentile(pts[:, 2], 5)) > max(size[2] / 2, 3 * band):
-            why = "it hovers: its lowest points are far above the table top"
+        elif float(np.percentile(pts[:, 2], 5)) > max(size[2] / 2, params.hover_bands * band):
+            # (an object with a textured top and plain sides has its points high up, but not this high)
+            why = "it hovers: its lowest points are far above the table top (on a shelf or hanging over it)"
         elif (below := _below_table(xyz[reliable], centre, size, yaw, band)) > params.max_below_share * len(members):
             # the table top hides what is under an object standing on it: points there are the side
             # of a cabinet or a wall at the table's edge, reaching down past the top
