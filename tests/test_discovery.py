@@ -155,11 +155,13 @@ def test_pca_box_of_a_rotated_block() -> None:
     assert math.cos(2 * (yaw - 0.7)) > 0.99
 
 
-def test_sample_run_has_no_false_discovery(sample_run: Path, sample) -> None:
+def test_sample_run_has_no_false_discovery(sample_run: Path) -> None:
     """On the default sample every discovered object is a real one (the tray, which no COCO class
     names, may be found): each lies within 5 cm of a ground-truth object in the plane, over the table."""
+    from tangram.sample_scene import ensure_sample, load_sample
     from tangram.sim.ground_truth import gt_objects_in_table
 
+    sample = load_sample(ensure_sample(0).parent)  # the default input sample_run ran on
     data = json.loads((sample_run / "reconstruction" / "objects.json").read_text())
     cams = json.loads((sample_run / "reconstruction" / "cameras.json").read_text())
     assert data["discovery"] is not None
@@ -194,3 +196,21 @@ def test_planner_picks_a_discovered_object_by_id() -> None:
     assert check.valid and check.goal_satisfied, check.errors
     put = plan_offline(world, parse_task("put object 7 in the bowl", world))
     assert [a.name for a in put.actions] == ["pick", "place_in", "home"]
+
+
+def test_task_names_a_discovered_object_by_its_place() -> None:
+    """Several unnamed objects: "the object left of the cup" picks the nearest one on that side."""
+    from tangram.planning.tasks import parse_task
+    from tangram.planning.world import scene_graph_from_objects, world_from_scene_graph
+
+    world = world_from_scene_graph(json.loads(json.dumps(scene_graph_from_objects([
+        {"id": 1, "class_name": "cup", "xy": (0.0, 0.05), "size": (0.06, 0.085, 0.09)},
+        {"id": 2, "class_name": "bowl", "xy": (0.05, 0.25), "size": (0.17, 0.17, 0.07)},
+        {"id": 7, "class_name": "object", "xy": (-0.15, 0.0), "size": (0.05, 0.04, 0.04)},
+        {"id": 8, "class_name": "object", "xy": (0.2, -0.05), "size": (0.05, 0.04, 0.04)},
+        {"id": 9, "class_name": "object", "xy": (-0.3, 0.1), "size": (0.05, 0.04, 0.04)},
+    ]))))
+    assert [a.obj for a in parse_task("pick up the object left of the cup", world).atoms] == [7]
+    assert [a.obj for a in parse_task("pick up the object to the right of the cup", world).atoms] == [8]
+    goal = parse_task("put the object left of the cup in the bowl", world)
+    assert [(a.kind, a.obj, a.target) for a in goal.atoms] == [("in", 7, 2)]
