@@ -39,7 +39,8 @@ Artefacts in `reconstruction/`:
   {group: [classes]}, "discovery": {eps_m, candidate_points, found, merged, rejected} or null}. Every
   object has `source`: "detector", or "geometry" for one discovered from the 3D points alone
   (`reconstruction.discover_objects`, `tangram.geometry.discovery`: class "object", no members or
-  triangulation, plus `keyframes` and `boxes_2d` {frame_index: projected box xyxy}).
+  triangulation, plus `keyframes`, `boxes_2d` {frame_index: projected box xyxy} and `masks`
+  {frame_index: GrabCut mask in `discovered_masks/`}).
 - `failed/` (only when the stage failed, kept by the runner): `diagnostics.json`, the partial
   `sparse/` model and `top_down.png` (see `write_failure`).
 - `stats.json`: frames analysed/selected/registered, 3D points, reprojection error, timings.
