@@ -108,6 +108,9 @@ class ReconstructionConfig(_Section):
     # Furniture stands on the floor, never on the table: placed by triangulation, it votes on the
     # metric scale (chair and sofa heights above a found floor) and is never `on` the table.
     furniture_classes: list[str] = ["chair", "couch", "bench", "toilet"]
+    # Objects no detector class names: clusters of the 3D points standing on the table that no placed
+    # object explains become objects of class "object", source "geometry" (tangram.geometry.discovery).
+    discover_objects: bool = True
     seed: int = 0  # RANSAC and mapper seeds: the same input gives the same model
 
 

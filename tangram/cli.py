@@ -217,7 +217,8 @@ def _sample(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="scene seed; the same seed gives the same video")
     p.add_argument("--scenario", metavar="NAME",
                    help="a harder variant with exact ground truth: shuffle (identical cups swapped around), "
-                   "occlusion (a board sweeps in front of the objects), fast (a 6 fps hand-held clip); "
+                   "occlusion (a board sweeps in front of the objects), fast (a 6 fps hand-held clip), "
+                   "unknown (four objects outside COCO besides the default ones); "
                    "default: the plain sample")
     args = p.parse_args(argv)
     from tangram.logs import setup_logging

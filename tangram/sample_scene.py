@@ -693,7 +693,19 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              num_frames=90, fps=10),
     Scenario("fast", "the default scene filmed like a 6 fps hand-held clip: the 120 degree arc in 24 frames, "
              "with camera shake", num_frames=24, fps=6, shake_m=0.012),
+    Scenario("unknown", "the default scene plus four objects no COCO class names (a rubber duck, a LEGO brick, a "
+             "jenga block, a textured cube, from pybullet_data): only the geometry can find them",
+             num_frames=100, fps=10),
 )}
+
+# The `unknown` scenario's objects outside COCO (coco_class None), placed after the default ones; sized
+# for the gripper's 8 cm like the default objects (duck 7 x 6.5 cm, brick 6.3 cm, cube 6 cm, block 5 cm wide).
+UNKNOWN_OBJECTS: tuple[ObjectSpec, ...] = (
+    ObjectSpec("duck", None, "pybullet_data/duck_vhacd.urdf", 0.85, 0.10, 0.055),
+    ObjectSpec("lego brick", None, "pybullet_data/lego/lego.urdf", 2.0, 0.05, 0.05),
+    ObjectSpec("jenga block", None, "pybullet_data/jenga/jenga.urdf", 1.0, 0.05, 0.08),
+    ObjectSpec("cube", None, "pybullet_data/cube_small.urdf", 1.2, 0.08, 0.045),
+)
 
 _SHUFFLE_CUPS = tuple(ObjectSpec(f"cup {k}", "cup", "pybullet_data/objects/mug.urdf", 0.85, 0.30, 0.065,
                                  rgba=(0.85, 0.15, 0.1, 1)) for k in (1, 2, 3))
@@ -752,6 +764,9 @@ def _render_scenario_into(root: Path, scenario: Scenario, seed: int, num_frames:
         else:
             specs = OBJECTS
             placement = _place(place_rng, orbit.middle)
+            if scenario.name == "unknown":
+                specs = OBJECTS + UNKNOWN_OBJECTS
+                placement = _place_more(place_rng, placement, UNKNOWN_OBJECTS)
         bodies = _load_objects(client, asset_dir, placement, specs)
         settled_s = _settle(client, bodies)
         objects = [_object_gt(client, b) for b in bodies]
@@ -780,6 +795,25 @@ def _render_scenario_into(root: Path, scenario: Scenario, seed: int, num_frames:
                      "scenario_doc": _SCENARIO_DOC}
     _write_ground_truth(root, scenario_keys, seed, fps, num_frames, width, height, projection, frames, objects,
                         relations, settled_s)
+
+
+def _place_more(rng: np.random.Generator, placed: dict[str, tuple[float, float, float]],
+                specs: tuple[ObjectSpec, ...]) -> dict[str, tuple[float, float, float]]:
+    """`placed` plus random (x, y, yaw) for `specs`, footprints apart from everything placed (the same
+    region as the default objects, a little wider along the table)."""
+    radius = {o.name: o.footprint for o in OBJECTS + specs}
+    out = dict(placed)
+    half_y = _TABLE.size[1] / 2
+    for spec in specs:
+        for _ in range(10_000):
+            x, y = float(rng.uniform(-0.4, 0.4)), float(rng.uniform(-half_y + 0.16, half_y - 0.16))
+            if all(math.hypot(x - ox, y - oy) > spec.footprint + radius[other] + _GAP
+                   for other, (ox, oy, _) in out.items()):
+                out[spec.name] = (x, y, float(rng.uniform(-math.pi, math.pi)))
+                break
+        else:  # pragma: no cover
+            raise TangramError(f"could not place the {spec.name} on the sample table")
+    return out
 
 
 def _shuffle_slots(facing: float) -> list[tuple[float, float]]:

@@ -384,7 +384,9 @@ def scenarios() -> dict[str, SampleScene]:
     """The full scenario renders, from the cache (rendered once per machine, ~1 min each)."""
     from tangram.sample_scene import SCENARIOS
 
-    return {name: load_sample(ensure_sample(SEED, scenario=name).parent) for name in sorted(SCENARIOS)}
+    # unknown (objects outside COCO) is scored by the discovery bench, not rendered in CI
+    names = sorted(set(SCENARIOS) - {"unknown"})
+    return {name: load_sample(ensure_sample(SEED, scenario=name).parent) for name in names}
 
 
 def _positions(scene: SampleScene, frame: int) -> dict[int, np.ndarray]:

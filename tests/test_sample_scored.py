@@ -56,7 +56,7 @@ def test_tracks_match_ground_truth_objects(sample: SampleScene, sample_run: Path
     assert len(score["matches"]) >= 4  # at least four objects found and followed
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", sorted(set(SCENARIOS) - {"unknown"}))  # unknown: tests/test_discovery.py
 def test_scenario_identities(scenario: str, tmp_path: Path, yolo_weights: str) -> None:
     """Every harder scenario: IDF1 >= 0.9 with the int8 detector, one final id per cup in the
     shuffle (identical cups swapped around), and the ids of the final tracks are what is scored."""

@@ -90,6 +90,7 @@ def _object_attrs(o: dict[str, Any]) -> dict[str, Any]:
         "furniture": o.get("kind") == "furniture",
         "placement": str(o.get("placement", "")),
         "members": [int(m) for m in o.get("members", [o["track_id"]])],
+        "source": str(o.get("source", "detector")),  # "geometry": found from the 3D points, no detector class
     }
 
 

@@ -14,7 +14,7 @@ AT_TOLERANCE = 0.03  # metres
 
 @dataclass(frozen=True)
 class Atom:
-    kind: str  # "in" (obj in container), "on" (obj on target or "table"), "at" (xy), "region"
+    kind: str  # "in" (obj in container), "on" (obj on target or "table"), "at" (xy), "region", "held" (lifted)
     obj: int
     target: int | str | None = None
     xy: tuple[float, float] | None = None
@@ -22,6 +22,8 @@ class Atom:
     push_ok: bool = False  # "at" goals from a push task may be reached by pushing
 
     def satisfied(self, state: State) -> bool:
+        if self.kind == "held":  # picked up and lifted: in the gripper
+            return state.holding == self.obj
         place = state.place(self.obj)
         if place is None:
             return False
@@ -44,6 +46,8 @@ class Atom:
 
     def describe(self, world: World) -> str:
         name = world.describe(self.obj)
+        if self.kind == "held":
+            return f"{name} held"
         if self.kind in ("in", "on"):
             return f"{name} {self.kind} {world.describe(self.target)}"  # type: ignore[arg-type]
         if self.kind == "at":
@@ -70,12 +74,14 @@ class Atom:
 
 @dataclass
 class Goal:
-    form: str  # "in", "on", "clear_table", "stack", "sort", "at", "push", "home"
+    form: str  # "in", "on", "clear_table", "stack", "sort", "at", "push", "home", "pick"
     atoms: list[Atom]
     notes: list[str] = field(default_factory=list)  # objects left out and why
 
     def satisfied(self, state: State) -> bool:
-        return state.holding is None and all(a.satisfied(state) for a in self.atoms)
+        # the gripper ends empty, except holding what a "pick up X" goal asks for
+        held_ok = state.holding is None or any(a.kind == "held" and a.obj == state.holding for a in self.atoms)
+        return held_ok and all(a.satisfied(state) for a in self.atoms)
 
     def unsatisfied(self, state: State) -> list[Atom]:
         return [a for a in self.atoms if not a.satisfied(state)]

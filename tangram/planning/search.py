@@ -127,7 +127,7 @@ def _candidates(world: World, state: State, goal: Goal, by_obj: dict[int, list[A
 def _heuristic(state: State, goal: Goal) -> int:
     cost = 0
     for atom in goal.unsatisfied(state):
-        cost += 1 if state.holding == atom.obj else 2
+        cost += 1 if state.holding == atom.obj or atom.kind == "held" else 2
     if state.holding is not None and all(a.obj != state.holding for a in goal.unsatisfied(state)):
         cost += 1
     return cost

@@ -1,7 +1,7 @@
 """Tasks in words -> goals the offline planner can search for.
 
-Supported forms (objects named by class, alias, colour or id: "the cup", "the red mug", "cup 3",
-"object 3", "all the balls"):
+Supported forms (objects named by class, alias, colour, id or place: "the cup", "the red mug", "cup 3",
+"object 3", "all the balls", "the object left of the cup" (left/right of, behind, in front of, near)):
   put/place/move/drop X in|into|inside Y        -> in(X, Y)
   put/place/stack X on|onto|on top of Y         -> on(X, Y) (in(X, Y) when Y is a container)
   clear the table [into|in|onto Y]              -> every graspable object in Y (default: largest container)
@@ -9,6 +9,7 @@ Supported forms (objects named by class, alias, colour or id: "the cup", "the re
   sort (the objects) by class|type|kind         -> each class into its own container, else its own table strip
   move|put X to the left|right|front|back [by N cm] / to (x, y)   -> at(X, xy)
   push X left|right|forward|back|away|towards [by N cm]           -> at(X, xy), reached by pushing
+  pick up|grab|lift|take X                      -> held(X): in the gripper, lifted (the arm goes home with it)
   go home / home                                -> the arm's rest pose
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from tangram.errors import TangramError
 from tangram.planning.goals import Atom, Goal
@@ -30,6 +33,7 @@ SUPPORTED_FORMS = (
     "sort by class",
     "move X left/right/forward/back [by N cm]",
     "push X left/right [by N cm]",
+    "pick up X",
     "go home",
 )
 
@@ -130,7 +134,44 @@ def find_mentions(text: str, world: World) -> list[Mention]:
                 ids = _by_color(world, ids, before[-1])
             mentions.append(Mention(m.start(), m.end(), ids, plural or cls == "*"))
             taken[m.start() : m.end()] = [True] * (m.end() - m.start())
-    return sorted(mentions, key=lambda mm: mm.start)
+    return _resolve_spatial(text, world, sorted(mentions, key=lambda mm: mm.start))
+
+
+SPATIAL = re.compile(
+    r"\s+(?:that is |which is )?(?:to the |on the )?(left of|right of|behind|in front of|next to|near|beside)"
+    r"\s+(?:the\s+)?$"
+)
+
+
+def _on_side(relation: str, x: float, y: float, rx: float, ry: float) -> bool:
+    """Whether (x, y) lies on `relation`'s side of (rx, ry) (table frame: x right, y away from the camera)."""
+    return {"left of": x < rx, "right of": x > rx, "behind": y > ry, "in front of": y < ry}.get(relation, True)
+
+
+def _resolve_spatial(text: str, world: World, mentions: list[Mention]) -> list[Mention]:
+    """"the object left of the cup": an ambiguous mention followed by a spatial phrase and another
+    mention becomes the candidate nearest the reference on that side; the reference is consumed."""
+    out: list[Mention] = []
+    k = 0
+    while k < len(mentions):
+        m = mentions[k]
+        ref = mentions[k + 1] if k + 1 < len(mentions) else None
+        rel = SPATIAL.match(text[m.end : ref.start]) if ref is not None and len(m.objects) > 1 else None
+        if rel is None or ref is None or len(ref.objects) != 1:
+            out.append(m)
+            k += 1
+            continue
+        rx, ry = (float(v) for v in world.objects[ref.objects[0]].position[:2])
+        pool = [
+            i for i in m.objects
+            if i != ref.objects[0] and _on_side(rel.group(1), *map(float, world.objects[i].position[:2]), rx, ry)
+        ]
+        if not pool:
+            raise TaskNotUnderstood(f"no {text[m.start : m.end]} {rel.group(1)} {world.describe(ref.objects[0])}")
+        best = min(pool, key=lambda i: float(np.hypot(*(np.asarray(world.objects[i].position[:2]) - [rx, ry]))))
+        out.append(Mention(m.start, ref.end, [best], False))
+        k += 2
+    return out
 
 
 def _one(world: World, mention: Mention, role: str) -> int:
@@ -266,6 +307,13 @@ def _put(text: str, world: World, mentions: list[Mention]) -> Goal | None:
     return Goal(kind, [Atom(kind, i, target) for i in movers])
 
 
+def _pick(text: str, world: World, mentions: list[Mention]) -> Goal | None:
+    """"pick up X" (grab, lift, take): X ends in the gripper."""
+    if not mentions or not re.search(r"\b(pick|grab|lift|take)\b", text):
+        return None
+    return Goal("pick", [Atom("held", _one(world, mentions[0], "object"))])
+
+
 def parse_task(task: str, world: World) -> Goal:
     """Turn a task in words into a Goal, or raise TaskNotUnderstood naming the supported forms."""
     text = " ".join(task.lower().replace(",", " , ").split())
@@ -282,7 +330,7 @@ def parse_task(task: str, world: World) -> Goal:
     elif re.search(r"\bpush\b", text):
         goal = _shift(text, world, mentions, push=True)
     else:
-        goal = _put(text, world, mentions) or _shift(text, world, mentions, push=False)
+        goal = _put(text, world, mentions) or _pick(text, world, mentions) or _shift(text, world, mentions, push=False)
     if goal is None:
         raise TaskNotUnderstood(
             f"the offline planner does not understand {task!r}; it knows: " + "; ".join(SUPPORTED_FORMS)

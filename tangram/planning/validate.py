@@ -50,7 +50,8 @@ def validate_plan(world: World, actions: list[Action], goal: Goal | None = None)
             break  # the state after a failed step is undefined; later steps can't be judged
     if not actions:
         errors.append("the plan is empty")
-    if not errors and state.holding is not None:
+    lifted = goal is not None and any(a.kind == "held" and a.obj == state.holding for a in goal.atoms)
+    if not errors and state.holding is not None and not lifted:  # "pick up X" ends holding X
         errors.append(f"the plan ends with {world.describe(state.holding)} still in the gripper")
     goal_ok: bool | None = None
     if goal is not None and not errors:

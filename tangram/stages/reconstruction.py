@@ -36,7 +36,11 @@ Artefacts in `reconstruction/`:
   confident detector), notes, color, confidence, observations}], "unplaced": [{track_id,
   class_name, reason, members}] (no credible position or too little evidence: reported, not
   placed), "ignored_tracks": [{track_id, class_name, reason, members}], "confusable_classes":
-  {group: [classes]}}.
+  {group: [classes]}, "discovery": {eps_m, candidate_points, found, merged, rejected} or null}. Every
+  object has `source`: "detector", or "geometry" for one discovered from the 3D points alone
+  (`reconstruction.discover_objects`, `tangram.geometry.discovery`: class "object", no members or
+  triangulation, plus `keyframes`, `boxes_2d` {frame_index: projected box xyxy} and `masks`
+  {frame_index: GrabCut mask in `discovered_masks/`}).
 - `failed/` (only when the stage failed, kept by the runner): `diagnostics.json`, the partial
   `sparse/` model and `top_down.png` (see `write_failure`).
 - `stats.json`: frames analysed/selected/registered, 3D points, reprojection error, timings.
@@ -60,6 +64,7 @@ from tangram.errors import StageFailed, TangramError
 from tangram.fileio import write_json
 from tangram.geometry import keyframes as kf
 from tangram.geometry.camera import Intrinsics, View
+from tangram.geometry.discovery import discover_in_scene, object_record
 from tangram.geometry.export import write_ply
 from tangram.geometry.fusion import CONFUSABLE_GROUPS, Fusion, TrackEvidence, apply_fusion, fuse_tracks, track_evidence
 from tangram.geometry.lifting import Object3D, PointCloud, apparent_size, lift_objects
@@ -114,7 +119,7 @@ def run(ctx: StageContext) -> StageOutcome:
                  _focal_source(cfg))
         ctx.progress(4, STEPS, "fusing tracks into objects, finding the table plane")
         try:
-            scene = build_scene(model, obs, cfg)
+            scene = build_scene(model, obs, cfg, ctx.out_dir / "images")
         except TableNotFound as exc:
             attempt.table = exc
             raise StageFailed(f"no supporting surface found: {exc.reason}") from None
@@ -400,11 +405,13 @@ class Scene:
     unplaced: list[dict[str, Any]]  # objects whose position is not credible, and why
     fusion: Fusion
     evidence: dict[int, TrackEvidence]  # per fused object (SfM frame)
+    discovery: dict[str, Any] | None = None  # objects found from the 3D points alone (tangram.geometry.discovery)
 
 
-def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig) -> Scene:
+def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig, images: Path | None = None) -> Scene:
     """From the SfM model and the 2D tracks to metric objects on the right surfaces (obs is modified:
-    fused tracks take their object's id); TableNotFound when no plane has the cameras above it."""
+    fused tracks take their object's id); TableNotFound when no plane has the cameras above it.
+    images: the keyframes' folder (discovered objects are then segmented there)."""
     raw = track_evidence(obs, model.views, cfg.seed)
     fusion = fuse_tracks(obs, raw)
     apply_fusion(obs, fusion)
@@ -424,7 +431,11 @@ def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig) -> S
     )
     ignored += oversized
     metric = table.frame.rescaled(scale.metres_per_unit)
-    return Scene(objects, scale, table, metric, ignored, unplaced, fusion, evidence)
+    found, discovery = [], None
+    if cfg.discover_objects:  # what no detector names: clusters of the points standing on the table
+        used = [0, *obs.tracks, *(i for m in fusion.members.values() for i in m), *(i["track_id"] for i in ignored)]
+        found, discovery = discover_in_scene(model, table, metric, objects, max(used) + 1, images)
+    return Scene(objects + found, scale, table, metric, ignored, unplaced, fusion, evidence, discovery)
 
 
 def place_objects(
@@ -665,6 +676,7 @@ def write_outputs(
             "unplaced": [_with_members(u, scene) for u in scene.unplaced],
             "ignored_tracks": [_with_members(i, scene) for i in ignored],
             "confusable_classes": {k: sorted(g) for k, g in CONFUSABLE_GROUPS.items()},
+            "discovery": scene.discovery,
         },
     )
     stats = _stats(sfm, plan, rec, table, scale, objects, obs)
@@ -707,11 +719,14 @@ def _table_dict(table: TableEstimate, metric: TableFrame) -> dict[str, Any]:
 
 
 def _object_dict(o: Object3D, obs: Observations, images: dict[Path, Path], scene: Scene) -> dict[str, Any]:
+    if o.info.get("source") == "geometry":
+        return object_record(o)
     track = obs.tracks[o.track_id]
     ev = scene.evidence.get(o.track_id)
     return {
         "track_id": o.track_id,
         "class_name": o.class_name,
+        "source": "detector",
         "kind": o.info.get("kind", "object"),
         "members": scene.fusion.members.get(o.track_id, [o.track_id]),
         "class_votes": scene.fusion.classes.get(o.track_id, {}),
