@@ -90,24 +90,34 @@ def test_wide_objects_reaching_two_levels_stand_on_the_one_with_more_points() ->
 
 
 def test_a_wide_bottom_at_the_edge_of_its_window_does_not_flip_the_supporting_level() -> None:
-    """hololens_office's PNG frames: a basket and two floor plants beside the table give bottoms at
-    -0.13, 0.36 and 0.65 (units), the table top is the 717-point level at 0.72, a 217-point layer
-    lies at 0.32. The basket's bottom sat 3 mm outside its 2-sigma window of the table, so counting
-    the bottoms chose the layer; the table must win on either side of that edge."""
+    """Heights from hololens_office's PNG frames (units, table top at 0 with 717 points): a basket
+    and two floor plants beside the table give bottoms at -0.85, -0.36 and -0.07; a 217-point layer
+    lies 0.4 below the top, the floor 1.9 below. The basket's bottom sat 3 mm outside its 2-sigma
+    window of the table, so counting the bottoms inside windows chose the layer; the table must win
+    on either side of that edge. And bottles whose bottoms scatter by a third of a metre (TUM desk,
+    cut by the image's edge) cannot outvote a desk with three times the points of a layer above it."""
     from tangram.geometry.plane import Plane
     from tangram.geometry.table import _plane_under
 
-    rng = np.random.default_rng(5)
-    counts = {0.0: 708, -1.155: 963, -0.078: 122, 0.322: 217, 0.72: 717}
-    xyz = np.vstack([np.column_stack([rng.uniform(-2, 2, (n, 2)), h + rng.normal(0, 0.01, n)])
-                     for h, n in counts.items()])
+    def cloud(counts: dict[float, int], seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return np.vstack([np.column_stack([rng.uniform(-2, 2, (n, 2)), h + rng.normal(0, 0.01, n)])
+                          for h, n in counts.items()])
+
     up = np.array([0.0, 0.0, 1.0])
+    counts = {0.0: 717, -1.875: 963, -0.798: 122, -0.398: 217}
+    xyz = cloud(counts, 5)
     ref, *levels = [Plane(up, -h) for h in counts]
-    for first in (-0.125, -0.131, -0.14):  # inside, just outside, well outside the table's window
-        anchors = [(np.array([0.0, 0.0, first]), 1.696), (np.array([0.5, 0.5, 0.357]), 1.49),
-                   (np.array([-0.5, 0.5, 0.651]), 1.046)]
-        chosen = _plane_under(levels, ref, anchors, 0.0585, xyz)
-        assert chosen is levels[-1], first
+    for first in (-0.845, -0.851, -0.86):  # inside, just outside, well outside the table's window
+        anchors = [(np.array([0.0, 0.0, first]), 1.696), (np.array([0.5, 0.5, -0.363]), 1.49),
+                   (np.array([-0.5, 0.5, -0.069]), 1.046)]
+        assert _plane_under(levels, ref, anchors, 0.0585, xyz) is ref, first
+    counts = {0.0: 532, -1.83: 91, -0.44: 55, 0.39: 162, 0.8: 121}
+    xyz = cloud(counts, 6)
+    ref, *levels = [Plane(up, -h) for h in counts]
+    bottoms = [-0.54, 0.31, 0.62, 0.24, 1.16, 1.52, -0.07, 1.19]
+    anchors = [(np.array([0.1 * k, 0.0, b]), 0.06) for k, b in enumerate(bottoms)]
+    assert _plane_under(levels, ref, anchors, 0.066, xyz) is ref
 
 
 def test_the_floor_is_a_fitted_plane_measured_under_the_table() -> None:
