@@ -34,6 +34,7 @@ scikit-learn on arrays, so it is tested on synthetic clouds; `Discovered.as_obje
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,16 +345,17 @@ def object_record(o: Object3D) -> dict[str, Any]:
 
 
 def refine_with_silhouettes(found: list[Discovered], xyz: np.ndarray, views: dict[int, View], images: Path,
-                            band: float, iterations: int = 4, masks_dir: Path | None = None) -> int:
-    """Boxes from the visual hull of GrabCut silhouettes prompted by each object's projected box
-    (grown by PROMPT_GROWTH), where the hull is valid, holds HULL_KEEPS of the object's points and
-    is no longer than the prompt;
+                            band: float, segmenter: Any = None, masks_dir: Path | None = None) -> int:
+    """Boxes from the visual hull of the segmenter's silhouettes (the run's own: SAM or GrabCut, a
+    `tangram.stages.segmentation.Segmenter`; GrabCut when None) prompted by each object's projected
+    box (grown by PROMPT_GROWTH), where the hull is valid, holds HULL_KEEPS of the object's points
+    and is no longer than the prompt;
     returns how many boxes it replaced. masks_dir: where the masks are written (`masks` lists them
     relative to its parent)."""
     from tangram.geometry.silhouettes import WORK_WIDTH, Silhouette
     from tangram.stages.segmentation import GrabCutSegmenter
 
-    segmenter = GrabCutSegmenter(iterations)
+    segmenter = segmenter if segmenter is not None else GrabCutSegmenter(4)
     replaced = 0
     for d in found:
         frames = [f for f in d.views if f in views]
@@ -404,11 +406,12 @@ def refine_with_silhouettes(found: list[Discovered], xyz: np.ndarray, views: dic
 
 
 def discover_in_scene(model: Any, table: Any, metric: TableFrame, objects: list[Object3D], first_id: int,
-                      images: Path | None = None, params: DiscoveryParams = DiscoveryParams()
-                      ) -> tuple[list[Object3D], dict[str, Any]]:
+                      images: Path | None = None, params: DiscoveryParams = DiscoveryParams(),
+                      segmenter: Callable[[], Any] | None = None) -> tuple[list[Object3D], dict[str, Any]]:
     """The reconstruction's hook: `model` (tangram.stages.reconstruction.Model, SfM frame), `table`
     (TableEstimate, unit scale), the metric table frame and the placed objects (metric); `images`:
-    the keyframes' folder (the boxes are then refined by GrabCut silhouettes, masks written into
+    the keyframes' folder (the boxes are then refined by silhouettes from `segmenter()`, the run's
+    segmenter, made only when something was found; GrabCut when None; masks written into
     `discovered_masks/` beside it). Returns the discovered objects and the summary written into
     objects.json."""
     t = metric.table_from_world
@@ -419,6 +422,8 @@ def discover_in_scene(model: Any, table: Any, metric: TableFrame, objects: list[
                      model.errors, params)
     summary = found.summary()
     if images is not None and found.objects:
-        summary["hull_boxes"] = refine_with_silhouettes(found.objects, xyz, views, images, band,
+        made = segmenter() if segmenter is not None else None
+        summary["hull_boxes"] = refine_with_silhouettes(found.objects, xyz, views, images, band, made,
                                                         masks_dir=images.parent / "discovered_masks")
+        summary["segmenter"] = type(made).__name__ if made is not None else "GrabCutSegmenter"
     return [d.as_object() for d in found.objects], summary

@@ -52,6 +52,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def run(ctx: StageContext) -> StageOutcome:
                  _focal_source(cfg))
         ctx.progress(4, STEPS, "fusing tracks into objects, finding the table plane")
         try:
-            scene = build_scene(model, obs, cfg, ctx.out_dir / "images")
+            scene = build_scene(model, obs, cfg, ctx.out_dir / "images", lambda: _run_segmenter(ctx))
         except TableNotFound as exc:
             attempt.table = exc
             raise StageFailed(f"no supporting surface found: {exc.reason}") from None
@@ -140,6 +141,13 @@ def run(ctx: StageContext) -> StageOutcome:
              scene.scale.metres_per_unit, 100 * scene.scale.uncertainty)
     ctx.progress(STEPS, STEPS, "done")
     return StageOutcome(backend=f"pycolmap:{attempt.plan.matcher}+{cfg.mapper}", summary=summary)
+
+
+def _run_segmenter(ctx: StageContext) -> Any:
+    """The run's own segmenter (SAM or GrabCut, as the segmentation stage used), for discovered objects."""
+    from tangram.stages.segmentation import make_segmenter
+
+    return make_segmenter(ctx.config.segmentation)
 
 
 @dataclass
@@ -408,10 +416,12 @@ class Scene:
     discovery: dict[str, Any] | None = None  # objects found from the 3D points alone (tangram.geometry.discovery)
 
 
-def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig, images: Path | None = None) -> Scene:
+def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig, images: Path | None = None,
+                segmenter: Callable[[], Any] | None = None) -> Scene:
     """From the SfM model and the 2D tracks to metric objects on the right surfaces (obs is modified:
     fused tracks take their object's id); TableNotFound when no plane has the cameras above it.
-    images: the keyframes' folder (discovered objects are then segmented there)."""
+    images: the keyframes' folder (discovered objects are then segmented there, by `segmenter()`:
+    the run's segmenter, GrabCut when None)."""
     raw = track_evidence(obs, model.views, cfg.seed)
     fusion = fuse_tracks(obs, raw)
     apply_fusion(obs, fusion)
@@ -434,7 +444,8 @@ def build_scene(model: Model, obs: Observations, cfg: ReconstructionConfig, imag
     found, discovery = [], None
     if cfg.discover_objects:  # what no detector names: clusters of the points standing on the table
         used = [0, *obs.tracks, *(i for m in fusion.members.values() for i in m), *(i["track_id"] for i in ignored)]
-        found, discovery = discover_in_scene(model, table, metric, objects, max(used) + 1, images)
+        found, discovery = discover_in_scene(model, table, metric, objects, max(used) + 1, images,
+                                             segmenter=segmenter)
     return Scene(objects + found, scale, table, metric, ignored, unplaced, fusion, evidence, discovery)
 
 
@@ -847,7 +858,7 @@ def preflight(config: TangramConfig) -> None:
 STAGE = StageSpec(
     name="reconstruction",
     requires=("tracking", "segmentation"),
-    config_sections=("reconstruction",),
+    config_sections=("reconstruction", "segmentation"),  # discovered objects use the run's segmenter
     run=run,
     offloadable=True,
     uses_input=True,
