@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +95,15 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory, yolo_weights: str) -> P
     result = Pipeline(config).run(default_input(), name="sample")
     assert result.ok, result.manifest["stages"]
     return result.run_dir
+
+
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """world_from_camera (OpenCV axes) of a camera at eye looking at target, z up."""
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.column_stack([right, down, forward])
+    pose[:3, 3] = eye
+    return pose

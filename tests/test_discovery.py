@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import look_at
 
 from tangram.geometry.camera import Intrinsics, View
 from tangram.geometry.discovery import discover, pca_box
@@ -27,16 +28,6 @@ CUP = Object3D(1, "cup", np.array([0.3, -0.15, 0.05]), np.array([0.3, -0.15, 0.0
 EMPTY_AREA = (np.array([-0.45, -0.30]), 0.1)  # centre, half side: no object there
 
 
-def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.column_stack([x, y, z])
-    pose[:3, 3] = eye
-    return pose
 
 
 def _surface(rng: np.random.Generator, centre: np.ndarray, size: np.ndarray, yaw: float, n: int) -> np.ndarray:
@@ -65,7 +56,7 @@ def _scene(seed: int = 0) -> tuple[np.ndarray, dict, dict[int, View]]:
     views = {}
     for k, az in enumerate(np.linspace(-1.0, 1.0, 8)):
         eye = np.array([0.7 * math.sin(az), -0.7 * math.cos(az), 0.45])
-        views[k] = View(k, intr, _look_at(eye, np.zeros(3)))
+        views[k] = View(k, intr, look_at(eye, np.zeros(3)))
     # every point seen in 6 of the 8 views (a random 2 miss it)
     seen = {f: [] for f in views}
     for i in range(len(xyz)):

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT
+from xvfb import private_xvfb
 
 from gui import platform_check
 from tangram.runner import Pipeline, default_input
@@ -57,23 +58,8 @@ def xvfb() -> Iterator[str]:
     if platform_check.missing_libraries(plugin):  # the test setup installs them (root + apt)
         subprocess.run(["bash", str(ROOT / "scripts" / "setup_gui.sh")], timeout=600,
                        env={**os.environ, "TANGRAM_VENV": str(Path(sys.executable).parents[1])})
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp",
-                             "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()  # Xvfb writes its display number once it is ready
-        assert number.isdigit(), f"Xvfb did not start: {proc.stderr.read().decode()[-500:]}"
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with private_xvfb(*SCREEN) as display:
+        yield display
 
 
 @pytest.fixture(scope="module")

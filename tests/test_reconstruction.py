@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import real_file
+from conftest import look_at, real_file
 
 from tangram.errors import StageFailed
 from tangram.fileio import read_json
@@ -30,25 +30,12 @@ from tangram.sim.ground_truth import gt_objects_in_table, gt_relations, write_gt
 from tangram.stages.base import StageContext
 from tangram.stages.reconstruction import plan_keyframes
 
-
-def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """world_from_camera (OpenCV axes) of a camera at eye looking at target, z up."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.column_stack([right, down, forward])
-    pose[:3, 3] = eye
-    return pose
-
-
 # --- geometry units -----------------------------------------------------------------------------------
 
 
 def test_camera_projection_and_rays_round_trip() -> None:
     intr = Intrinsics("SIMPLE_RADIAL", 640, 480, (500.0, 320.0, 240.0, 0.05))
-    view = View(0, intr, _look_at(np.array([0.5, -0.8, 0.6]), np.zeros(3)))
+    view = View(0, intr, look_at(np.array([0.5, -0.8, 0.6]), np.zeros(3)))
     points = np.random.default_rng(0).uniform(-0.2, 0.2, (50, 3))
     uv, depth = view.project(points)
     assert np.all(depth > 0)
@@ -168,7 +155,7 @@ def test_retrieval_pairs_link_a_loop_and_stay_linear() -> None:
 def test_table_frame_axes_follow_the_first_camera() -> None:
     rng = np.random.default_rng(2)
     top = np.column_stack([rng.uniform(-0.6, 0.6, 300), rng.uniform(-0.4, 0.4, 300), np.full(300, 0.75)])
-    camera = _look_at(np.array([0.0, -1.0, 1.3]), np.array([0.0, 0.0, 0.75]))
+    camera = look_at(np.array([0.0, -1.0, 1.3]), np.array([0.0, 0.0, 0.75]))
     plane, _ = ransac_plane(top, 0.005)
     frame = build_table_frame(plane, camera, top, camera[:3, 3][None])
     assert np.allclose(frame.apply(top)[:, 2], 0.0, atol=1e-9)  # table top at z = 0
@@ -415,7 +402,7 @@ def _orbit_views(n: int = 12, radius: float = 0.8, height: float = 0.5) -> dict[
     for k in range(n):
         a = 2 * np.pi * k / n
         eye = np.array([radius * np.cos(a), radius * np.sin(a), height])
-        out[k] = View(k, intr, _look_at(eye, np.zeros(3)))
+        out[k] = View(k, intr, look_at(eye, np.zeros(3)))
     return out
 
 
@@ -439,7 +426,7 @@ def test_triangulation_recovers_the_centre_and_rejects_a_wrong_view() -> None:
     assert tri.credible and 5 not in tri.inliers and len(tri.inliers) >= 10
     assert np.linalg.norm(tri.point - target) < 0.01  # 1 cm on a 8 cm object 0.8 m away
     # two views along nearly the same line of sight fix no depth: not credible, and says why
-    close = {0: views[0], 1: View(1, views[0].intrinsics, _look_at(np.array([0.79, 0.02, 0.5]), np.zeros(3)))}
+    close = {0: views[0], 1: View(1, views[0].intrinsics, look_at(np.array([0.79, 0.02, 0.5]), np.zeros(3)))}
     pair = [Observation2D(f, (b[:2] + b[2:]) / 2, b) for f in close for b in [_box_of(close[f], target)]]
     weak = triangulate(close, pair)
     assert not weak.credible and "degrees" in weak.reason

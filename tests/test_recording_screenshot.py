@@ -34,6 +34,7 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 from scipy.spatial import cKDTree
+from xvfb import private_xvfb
 
 from tangram.recording.run import RunFolder
 
@@ -53,23 +54,8 @@ def xvfb() -> Iterator[str]:
     """A private Xvfb (unix socket only), its DISPLAY; stopped by its pid afterwards. The screen is 4x
     the window so that the pointer, at its centre, is off the window (no hover tooltips)."""
     assert shutil.which("Xvfb"), f"Xvfb is not installed: {SETUP}"
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp", "-screen", "0",
-                             f"{4 * WINDOW[0]}x{4 * WINDOW[1]}x24"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()  # written once the server accepts clients
-        assert number.isdigit(), f"Xvfb did not start: {proc.stderr.read().decode()[-500:]}"  # type: ignore[union-attr]
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with private_xvfb(4 * WINDOW[0], 4 * WINDOW[1]) as display:
+        yield display
 
 
 def _viewer_screenshot(rrd: Path, blueprint: Path, out: Path, display: str, home: Path) -> str:
