@@ -16,6 +16,16 @@ from tangram.errors import TangramError
 SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 
 
+def distort(x: np.ndarray, y: np.ndarray, k1, k2, p1, p2) -> tuple[np.ndarray, np.ndarray]:
+    """COLMAP's radial-tangential model on normalised coordinates (any shapes that broadcast, the
+    coefficients scalars or per-view arrays): the distorted (x, y)."""
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2 * r2
+    dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return x * radial + dx, y * radial + dy
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     model: str
@@ -57,13 +67,7 @@ class Intrinsics:
         return 0.0, 0.0, 0.0, 0.0
 
     def _distort(self, xy: np.ndarray) -> np.ndarray:
-        k1, k2, p1, p2 = self.distortion()
-        x, y = xy[:, 0], xy[:, 1]
-        r2 = x * x + y * y
-        radial = 1 + k1 * r2 + k2 * r2 * r2
-        dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-        dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-        return np.column_stack([x * radial + dx, y * radial + dy])
+        return np.column_stack(distort(xy[:, 0], xy[:, 1], *self.distortion()))
 
     def pixels_from_normalised(self, xy: np.ndarray) -> np.ndarray:
         d = self._distort(xy)

@@ -23,9 +23,10 @@ becomes an object of class `object` with `source: "geometry"`:
    table top (z = 0) up to the points' 95th height percentile: it stands on the table.
 5. with the keyframe images (`refine_with_silhouettes`): the box, grown (sparse points cover only the
    faces the camera saw), is projected into up to `MAX_MASK_VIEWS` keyframes that see it and prompts
-   GrabCut there; the visual hull of those silhouettes (`tangram.geometry.hull`, as for detected
-   objects) replaces the points' box when it is valid and holds most of the cluster's points. The
-   masks are written beside the model and listed per keyframe.
+   the run's segmenter there (SAM or GrabCut); the visual hull of those silhouettes
+   (`tangram.geometry.hull`, as for detected objects) replaces the points' box when it is valid and
+   holds most of the cluster's points. The masks are written beside the model and listed per
+   keyframe.
 
 Everything is in the metric table frame (metres, z up, table top z = 0). `discover` is pure numpy +
 scikit-learn on arrays, so it is tested on synthetic clouds; `Discovered.as_object` gives the
@@ -89,7 +90,7 @@ class Discovered:
     color: list[int]
     boxes_2d: dict[int, list[float]] = field(default_factory=dict)  # keyframe -> projected box xyxy (px)
     point_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
-    method: str = "points_pca"  # what gave the box: "points_pca" or "hull" (GrabCut silhouettes)
+    method: str = "points_pca"  # what gave the box: "points_pca" or "hull" (the segmenter's silhouettes)
     masks: dict[int, str] = field(default_factory=dict)  # keyframe -> mask file (relative to the stage folder)
 
     def as_object(self) -> Object3D:

@@ -23,7 +23,7 @@ from itertools import combinations
 
 import numpy as np
 
-from tangram.geometry.camera import View
+from tangram.geometry.camera import View, distort
 
 MIN_ANGLE_DEG = 3.0  # narrower baselines leave the depth along the rays unfixed
 MIN_VIEWS = 2
@@ -94,13 +94,13 @@ def triangulate(
     best = int(np.lexsort((np.arange(len(points)), spread, -count))[0])
     point, inl = points[best], inl[best]
     for _ in range(2):  # least squares on the inliers, then re-score
-        refined = _closest_point(origins[inl], dirs[inl])
-        if refined is None:
+        refined, fine = _closest_points(origins[inl][None], dirs[inl][None])
+        if not fine[0]:
             break
-        new = stack.inliers(refined[None])[0]
+        new = stack.inliers(refined)[0]
         if new.sum() < inl.sum():
             break
-        point, inl = refined, new
+        point, inl = refined[0], new
     angle = _widest_angle(dirs[inl])
     residual = float(stack.spread(point[None], inl[None])[0])
     result = Triangulation(point, [obs[k].frame for k in np.flatnonzero(inl)], len(obs), angle, residual)
@@ -137,12 +137,7 @@ class _Stack:
         depth = cam[..., 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             x, y = cam[..., 0] / depth, cam[..., 1] / depth
-        k1, k2, p1, p2 = self.dist.T
-        r2 = x * x + y * y
-        radial = 1 + k1 * r2 + k2 * r2 * r2
-        xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-        yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-        uv = np.stack([xd, yd], axis=-1) * self.f + self.c
+        uv = np.stack(distort(x, y, *self.dist.T), axis=-1) * self.f + self.c
         return uv, depth
 
     def inliers(self, points: np.ndarray) -> np.ndarray:
@@ -163,9 +158,10 @@ class _Stack:
 
 
 def _closest_points(origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`_closest_point` of many ray pairs at once: (P x 3 points, P flags: well-conditioned and in
-    front of both cameras). origins, dirs: P x 2 x 3."""
-    proj = np.eye(3) - dirs[..., :, None] * dirs[..., None, :]  # P x 2 x 3 x 3
+    """For each of P ray bundles, the point minimising the summed squared distances to its K rays
+    (origins, dirs: P x K x 3): (P x 3 points, P flags: well-conditioned, not (near) parallel rays,
+    and in front of every camera)."""
+    proj = np.eye(3) - dirs[..., :, None] * dirs[..., None, :]  # P x K x 3 x 3
     a = proj.sum(axis=1)
     b = np.einsum("pkij,pkj->pi", proj, origins)
     ok = np.linalg.cond(a) <= 1e8 if len(a) else np.zeros(0, bool)
@@ -174,21 +170,6 @@ def _closest_points(origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, 
         points[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
     ahead = (np.einsum("pkj,pkj->pk", points[:, None, :] - origins, dirs) > 0).all(axis=1)
     return points, ok & ahead
-
-
-def _closest_point(origins: np.ndarray, dirs: np.ndarray) -> np.ndarray | None:
-    """The point minimising the summed squared distances to the rays; None for (near) parallel rays."""
-    a, b = np.zeros((3, 3)), np.zeros(3)
-    for o, d in zip(origins, dirs, strict=True):
-        proj = np.eye(3) - np.outer(d, d)
-        a += proj
-        b += proj @ o
-    if np.linalg.cond(a) > 1e8:
-        return None
-    point = np.linalg.solve(a, b)
-    if np.any(((point - origins) * dirs).sum(axis=1) <= 0):  # behind a camera
-        return None
-    return point
 
 
 def _widest_angle(dirs: np.ndarray) -> float:

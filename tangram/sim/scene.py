@@ -110,10 +110,7 @@ class SceneBuilder:
         for obj in world.objects.values():
             bottom = obj.position[2] - obj.size[2] / 2
             if obj.support == "table" and not obj.furniture and abs(bottom) <= RESTING_GAP:
-                c, s = abs(math.cos(obj.yaw)), abs(math.sin(obj.yaw))
-                hx = (c * obj.size[0] + s * obj.size[1]) / 2
-                hy = (s * obj.size[0] + c * obj.size[1]) / 2
-                foot = Rect.around(obj.position[0], obj.position[1], hx, hy)
+                foot = Rect.around(obj.position[0], obj.position[1], *obj.half_xy)
                 if not foot.overlaps(world.table_rect):
                     continue  # wholly beyond the edge: it may stand on something else at that height
                 rect = Rect(min(rect.xmin, foot.xmin), min(rect.ymin, foot.ymin),

@@ -40,7 +40,7 @@ Artefacts in `reconstruction/`:
   object has `source`: "detector", or "geometry" for one discovered from the 3D points alone
   (`reconstruction.discover_objects`, `tangram.geometry.discovery`: class "object", no members or
   triangulation, plus `keyframes`, `boxes_2d` {frame_index: projected box xyxy} and `masks`
-  {frame_index: GrabCut mask in `discovered_masks/`}).
+  {frame_index: the run's segmenter's mask in `discovered_masks/`}).
 - `failed/` (only when the stage failed, kept by the runner): `diagnostics.json`, the partial
   `sparse/` model and `top_down.png` (see `write_failure`).
 - `stats.json`: frames analysed/selected/registered, 3D points, reprojection error, timings.
@@ -107,10 +107,11 @@ def run(ctx: StageContext) -> StageOutcome:
     steps: dict[str, float] = {}  # seconds of the steps around SfM (SfM's own are in sfm.timings)
     try:
         ctx.progress(0, STEPS, "choosing keyframes")
+        mark = time.perf_counter()
         attempt.plan = plan_keyframes(source, cfg, obs.mask_frames, attempt)
-        steps["keyframes"] = time.perf_counter() - started
+        images_at = time.perf_counter()
         images = write_keyframes(source, attempt.plan.frames, ctx.out_dir / "images")
-        steps["write_images"] = time.perf_counter() - started - sum(steps.values())
+        steps["keyframes"], steps["write_images"] = images_at - mark, time.perf_counter() - images_at
         ctx.progress(1, STEPS, f"structure from motion on {len(images)} keyframes")
         attempt.sfm = _run_sfm(ctx, cfg, attempt.plan, images)
         model = attempt.model = read_model(attempt.sfm.reconstruction)
