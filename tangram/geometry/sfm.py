@@ -38,10 +38,12 @@ class SfmOptions:
     neighbours: int = 10  # retrieval matching: and to this many most similar images (tangram.geometry.pairs)
     seed: int = 0
     # SIFT extraction and matching on every core: features are per image, and two-view verification
-    # seeds its RANSAC per image pair (measured: identical poses from 2 threads and from 1, on 17 and
-    # 46 real frames). The global mapper is deterministic on every core too (poses equal to 1e-10
-    # over two runs); the incremental mapper is not (its RANSAC generators are per thread: two runs
-    # registered 27 and 31 of 46 frames), so it runs on `solver_threads` (1 by default).
+    # seeds its RANSAC per image pair (identical poses from 2 threads and from 1, on 17 and 46 real
+    # frames). The mappers run on `solver_threads` (1 by default): the incremental mapper's RANSAC
+    # generators are per thread (two runs registered 27 and 31 of 46 frames), and the global mapper on
+    # every core gave, once in CI, a model 1e-3 rotated with one 3D point more than the run before it
+    # (work shared among threads in a different order sums in a different order). On one thread it is
+    # as fast on 2 cores (map 2.0 s vs 2.2 s on the sample) and bit-identical.
     num_threads: int = -1
     solver_threads: int = 1
 
@@ -172,7 +174,7 @@ def _map(db: Path, image_dir: Path, out: Path, options: SfmOptions) -> dict[int,
     out.mkdir(parents=True, exist_ok=True)
     known = options.intrinsics is not None
     if options.mapper == "global":
-        glob = pycolmap.GlobalPipelineOptions(random_seed=options.seed, num_threads=options.num_threads)
+        glob = pycolmap.GlobalPipelineOptions(random_seed=options.seed, num_threads=options.solver_threads)
         glob.min_model_size = 3
         if known:
             ba = glob.mapper.bundle_adjustment
