@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from config import PlanningConfig, SimulationConfig
@@ -115,3 +116,47 @@ def test_real_clip_scene_graph_simulates_with_nothing_falling(tmp_path: Path) ->
     assert result["world_check"]["below_support"] == []
     assert result["success"], result["failure_reason"]
     assert result["goal_satisfied"]
+
+
+def test_objects_measured_inside_each_other_are_separated_not_shoved(tmp_path: Path) -> None:
+    # hololens_office: a 46 cm fruit basket's box overlapped a plant's by 13 cm; the physics shoved
+    # them apart at the first step, and the basket held back where it was seen pushed the plant off
+    scene = scene_graph_from_objects(
+        [
+            {"id": 1, "class_name": "basket", "xy": [-0.2, 0.0], "size": [0.30, 0.30, 0.25]},
+            {"id": 2, "class_name": "potted plant", "xy": [0.05, 0.05], "size": [0.30, 0.30, 0.40]},
+            {"id": 3, "class_name": "cup", "xy": [0.25, -0.25], "size": [0.07, 0.07, 0.09]},
+        ]
+    )
+    world = world_from_scene_graph(scene)
+    plan = make_plan(world, PlanningConfig(planner="offline"))
+    result = simulate(world, plan, NO_VIDEO, tmp_path)
+    check = result["world_check"]
+    # 5 cm of overlap along x between centres 25 cm apart: both footprints scaled to 25/30
+    assert set(check["separated"]) == {"1", "2"}
+    assert all(0.8 < f < 0.84 for f in check["separated"].values())
+    assert check["settling"]["moved"] == {} and check["below_support"] == []
+    for oid in (1, 2):
+        final = result["final_poses"][str(oid)]["position"]
+        assert np.linalg.norm(np.subtract(final, world.objects[oid].position)) < 0.02
+    assert result["success"], result["failure_reason"]
+
+
+def test_the_hand_passes_under_an_object_held_overhead(tmp_path: Path) -> None:
+    # tum_office_desk: a bottle seen 45 cm above the desk (a shelf the reconstruction did not
+    # measure), held static there; the carry height of the tallest thing on the desk put the hand
+    # into it, and the place stopped in mid-air
+    scene = scene_graph_from_objects(
+        [
+            {"id": 4, "class_name": "bottle", "xy": [0.25, -0.18], "size": [0.06, 0.06, 0.136]},
+            {"id": 6, "class_name": "bottle", "position": [0.03, -0.17, 0.55], "size": [0.045, 0.055, 0.21]},
+            {"id": 43, "class_name": "box", "xy": [0.45, 0.3], "size": [0.2, 0.1, 0.38]},
+        ]
+    )
+    world = world_from_scene_graph(scene)
+    plan = make_plan(world, PlanningConfig(planner="offline", task="move the bottle 4 to the left by 10 cm"))
+    result = simulate(world, plan, NO_VIDEO, tmp_path)
+    assert 6 in result["world_check"]["settling"]["fixed"]
+    assert result["success"], result["failure_reason"]
+    place = result["actions"][1]
+    assert place["checks"]["tilt_deg"] < 5 and place["checks"]["position_error_m"] < 0.02

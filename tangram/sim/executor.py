@@ -11,6 +11,7 @@ moved as asked. home: the arm is back in its rest pose.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class ActionFailed(Exception):
 
 
 OVERHEAD = 0.25  # m above the table top: an object resting higher is not on the work surface
+CLEARANCE = 0.06  # m between the lowest point of what the hand carries and the tops it passes over
+HAND_RADIUS = 0.11  # m: the open hand's reach around the grasp point (fingers' span 0.2 m, margin)
+HAND_ABOVE = 0.12  # m: hand and wrist above the grasp point (the hand's body touched at +6 cm)
 
 
 class Executor:
@@ -131,19 +135,40 @@ class Executor:
                 break
         return done
 
-    def safe_z(self, carrying: int | None) -> float:
-        # objects seen well above the work surface (a shelf the reconstruction did not measure)
-        # are held static overhead: the arm passes under them rather than climbing to them
-        tops = [
-            self.aabb(o)[1][2]
-            for o in self.objects
-            if o != carrying and self.aabb(o)[0][2] < OVERHEAD
-        ]
+    def safe_z(self, carrying: int | None, path: list[np.ndarray] | None = None) -> float:
+        """Height of the hand for a move over the work surface along `path` (xy points, straight
+        between them): above every object resting on the work surface (and the held one's bottom
+        above them), but under any object held static overhead (a shelf's bottle the
+        reconstruction saw but could not seat) that the open hand or the held object would sweep:
+        the hand and wrist pass beneath it, or the path is as high as it can be."""
         extra = 0.0
         if carrying is not None:
             lo, _ = self.aabb(carrying)
             extra = self.arm.ee_pose()[0][2] - lo[2]  # the held object hangs this far below the hand
-        return float(min(max([*tops, 0.05]) + extra + 0.06, MAX_WORK_HEIGHT + 0.1))
+        boxes = {o: self.aabb(o) for o in self.objects if o != carrying}
+        tops = [hi[2] for lo, hi in boxes.values() if lo[2] < OVERHEAD]
+        z = float(min(max([*tops, 0.05]) + extra + CLEARANCE, MAX_WORK_HEIGHT + 0.1))
+        if path is None:
+            return z
+        pts = _samples(path)
+        reach = np.full(2, HAND_RADIUS)
+        if carrying is not None:  # the held object's footprint around the hand, if wider
+            lo, hi = self.aabb(carrying)
+            ee = self.arm.ee_pose()[0][:2]
+            reach = np.maximum(reach, np.maximum(ee - lo[:2], hi[:2] - ee))
+        ceiling, floor = math.inf, 0.05 + extra + CLEARANCE
+        for lo, hi in boxes.values():
+            gap = np.maximum(np.maximum(lo[:2] - pts, pts - hi[:2]), 0.0)  # per sample, per axis
+            if not np.any(np.all(gap < reach, axis=1)):
+                continue  # neither the hand nor the held object comes near it
+            if lo[2] >= OVERHEAD:
+                ceiling = min(ceiling, float(lo[2]) - HAND_ABOVE)
+            else:
+                floor = max(floor, float(hi[2]) + extra + CLEARANCE)
+        if z <= ceiling:
+            return z
+        # under the overhead object, as high as that allows, never lower than what the path needs
+        return float(max(floor, min(ceiling, z)))
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -209,7 +234,7 @@ class Executor:
         tried.append(np.array([gx, gy, z]))
         yaw = _hand_yaw(axis, self.arm)
         lo0, _ = self.aabb(obj)
-        top = self.safe_z(None)
+        top = self.safe_z(None, [self.arm.ee_pose()[0], np.array([gx, gy])])
         self.arm.open(30)
         self.arm.move_to(np.array([gx, gy, top]), yaw)
         self.arm.move_to(np.array([gx, gy, z]), yaw, speed=0.15)
@@ -323,7 +348,7 @@ class Executor:
         lo, hi = self.aabb(held)
         off = (lo + hi) / 2 - ee  # the object's centre relative to the hand
         drop = ee[2] - lo[2]
-        top = self.safe_z(held)
+        top = self.safe_z(held, [ee, np.array([x - off[0], y - off[1]])])
         self.arm.move_to(np.array([ee[0], ee[1], top]), yaw, speed=CARRY_SPEED)
         self.arm.move_to(np.array([x - off[0], y - off[1], top]), yaw, speed=CARRY_SPEED)
         if len(self.finger_contacts(held)) < 2:
@@ -447,9 +472,9 @@ class Executor:
         # push low (a third of the height) so the object slides rather than tips
         z = float(max(lo[2] + (hi[2] - lo[2]) / 3, lo[2] + FINGERTIP_BELOW))
         yaw = _hand_yaw(math.atan2(d[1], d[0]) + math.pi / 2, self.arm)  # plates broadside to the push
-        top = self.safe_z(None)
         start = c0 - d * (half + PUSH_BACKOFF)
         end = c0 + d * (dist - half - 0.008)
+        top = self.safe_z(None, [self.arm.ee_pose()[0], start, end])
         self.arm.close()
         self.arm.move_to(np.array([start[0], start[1], top]), yaw)
         self.arm.move_to(np.array([start[0], start[1], z]), yaw, speed=0.15)
@@ -512,6 +537,16 @@ class Executor:
             raise ActionFailed(
                 f"{self.world.describe(obj)} toppled ({checks['tilt_deg']:.0f} degrees)", checks
             )
+
+
+def _samples(path: list[np.ndarray], step: float = 0.01) -> np.ndarray:
+    """Points every `step` metres along a polyline of xy points (its vertices included)."""
+    pts = [np.asarray(path[0], float)[:2]]
+    for a, b in itertools.pairwise(path):
+        a, b = np.asarray(a, float)[:2], np.asarray(b, float)[:2]
+        n = max(1, math.ceil(float(np.linalg.norm(b - a)) / step))
+        pts += [a + (b - a) * t for t in np.linspace(0.0, 1.0, n + 1)[1:]]
+    return np.array(pts)
 
 
 def _hand_yaw(axis: float, arm: PandaArm) -> float:

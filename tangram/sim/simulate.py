@@ -8,7 +8,8 @@ result.json: {"format": "tangram.sim/1", "engine", "mode" (direct|gui), "seed", 
 "success", "failure_reason", "final_poses": {id: {"position", "yaw", "tilt_deg", "aabb_min",
 "aabb_max"}}, "world_check": {"below_support": [{id, label, bottom_z, rested_z}], "floor" (a floor
 plane was built at the measured floor_z), "world_stood", "settling": {"tolerance_m", "moved" {id:
-metres}, "fixed" [ids held static where seen until grasped], "reasons"}},
+metres}, "fixed" [ids held static where seen until grasped], "reasons"}, "separated" {id: footprint
+scale of objects measured inside each other, shrunk until they touch (tangram.sim.scene.separate_overlaps)}},
 "graspability": {id: {"graspable", "reason", "narrowest_cm", "height_cm", "approaches",
 "finger_gap_cm"}}, "goal_satisfied" (symbolic goal check on the physics' final state, when the task
 parsed), "video": {"path", "codec", "frames", "fps", "size"} | null, "keyframes": [...], "timing",
@@ -40,7 +41,7 @@ from tangram.sim.bullet import connect
 from tangram.sim.bullet import pybullet as p
 from tangram.sim.executor import Executor
 from tangram.sim.robot import ARM_JOINTS, FINGER_JOINTS, PandaArm
-from tangram.sim.scene import SceneBuilder
+from tangram.sim.scene import SceneBuilder, separate_overlaps
 from tangram.sim.trajectory import TRAJECTORY_NAME, TrajectoryLog
 from tangram.sim.video import Camera, Recorder
 
@@ -65,6 +66,7 @@ def simulate(
     if isinstance(base, list) and len(base) == 3:  # where the planner placed it, for the task's objects
         world = replace(world)
         world.robot_base = (float(base[0]), float(base[1]), float(base[2]))
+    world, separated = separate_overlaps(world)
     report = progress or (lambda *a: None)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -132,6 +134,7 @@ def simulate(
         moved = {a.object for a in actions if a.object is not None}
         world_check = _world_check(client, sims, seen_bottom, moved, floor)
         world_check["settling"] = settling
+        world_check["separated"] = {str(o): f for o, f in sorted(separated.items())}
         result = _result(
             world,
             plan,
