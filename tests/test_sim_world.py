@@ -5,6 +5,7 @@ measured sizes; tasks on ungraspable objects refused before simulation."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from config import PlanningConfig, SimulationConfig
 from tangram.errors import StageFailed
 from tangram.planning.plan import make_plan
-from tangram.planning.world import scene_graph_from_objects, world_from_scene_graph
+from tangram.planning.world import BASE_CLEARANCE, place_robot, scene_graph_from_objects, world_from_scene_graph
 from tangram.sim.ground_truth import scene_graph_from_ground_truth
 from tangram.sim.simulate import simulate
 
@@ -160,3 +161,21 @@ def test_the_hand_passes_under_an_object_held_overhead(tmp_path: Path) -> None:
     assert result["success"], result["failure_reason"]
     place = result["actions"][1]
     assert place["checks"]["tilt_deg"] < 5 and place["checks"]["position_error_m"] < 0.02
+
+
+def test_the_robot_base_keeps_clear_of_a_chair_back_above_the_table(tmp_path: Path) -> None:
+    # hololens_office: the base stood on the table top where a chair's back (furniture on the floor,
+    # its top 13 cm above the table's) reached over the edge, and the arm could not go home
+    objects = [{"id": 1, "class_name": "cup", "xy": [0.1, 0.1], "size": [0.07, 0.07, 0.09]}]
+    free = world_from_scene_graph(scene_graph_from_objects(objects))
+    bx, by, _ = place_robot(free)
+    chair = {"id": 2, "class_name": "chair", "position": [bx, by + 0.2, -0.3], "size": [0.5, 0.5, 0.86]}
+    scene = scene_graph_from_objects([*objects, chair])
+    for node in scene["nodes"]:
+        if node["id"] == 2:
+            node["furniture"] = True
+    world = world_from_scene_graph(scene)
+    cx, cy, _ = place_robot(world)
+    assert math.hypot(cx - bx, cy - by - 0.2) - 0.25 >= BASE_CLEARANCE
+    result = simulate(world, make_plan(world, PlanningConfig(planner="offline")), NO_VIDEO, tmp_path)
+    assert result["success"], result["failure_reason"]

@@ -335,10 +335,11 @@ def place_robot(
 
     `focus` names the objects the task works with (None: every tabletop object) and `points` the
     spots it puts them; the base is placed to reach those, while every tabletop object keeps clear
-    of the base's footprint. Grid search (2 cm) over the table top and a band just outside its
-    edge for the base position that minimises the farthest focus object or point, with each of
-    them in front of the base (the arm works forward, as from a table edge). Positions at the edge
-    win whenever every focus object is in reach from one of them; otherwise the base stands on the
+    of the base's footprint, and so does furniture whose top rises above the table's (a chair's
+    back at the edge). Grid search (2 cm) over the table top and a band just outside its edge for
+    the base position that minimises the farthest focus object or point, with each of them in
+    front of the base (the arm works forward, as from a table edge). Positions at the edge win
+    whenever every focus object is in reach from one of them; otherwise the base stands on the
     table top at the edge of the objects' workspace. It faces the focus objects' centroid. With no
     objects, it stands behind the middle of the far (+y) edge.
     """
@@ -354,8 +355,10 @@ def place_robot(
     if not objs and not extra:
         return cx, table.ymax + ROBOT_SETBACK, -math.pi / 2
     pts = np.array([o.position[:2] for o in objs] + extra, dtype=float).reshape(-1, 2)
-    obstacles = np.array([o.position[:2] for o in on_table], dtype=float).reshape(-1, 2)
-    radii = np.array([max(o.half_xy) for o in on_table], dtype=float)
+    # furniture reaching above the top (a chair's back at the table's edge) stands in the way too
+    standing = on_table + [o for o in world.objects.values() if o.furniture and o.position[2] + o.size[2] / 2 > 0]
+    obstacles = np.array([o.position[:2] for o in standing], dtype=float).reshape(-1, 2)
+    radii = np.array([max(o.half_xy) for o in standing], dtype=float)
     area = table.grow(ROBOT_SETBACK)
     xs = np.arange(area.xmin, area.xmax + 1e-9, 0.02)
     ys = np.arange(area.ymin, area.ymax + 1e-9, 0.02)
@@ -367,7 +370,7 @@ def place_robot(
     rel = pts[None, :, :] - cand[:, None, :]  # candidate x focus point x 2
     dist = np.linalg.norm(rel, axis=2)
     ahead = np.einsum("cok,ck->co", rel, fwd)
-    tops = np.array([o.position[2] + o.size[2] / 2 for o in on_table], dtype=float)
+    tops = np.array([o.position[2] + o.size[2] / 2 for o in standing], dtype=float)
     ok = _rest_pose_clear(cand, fwd, obstacles, radii, tops) & (ahead >= 0.05).all(axis=1)
     far = dist.max(axis=1)
     # distance inside the table from its nearest edge (negative outside): prefer standing at the edge
