@@ -179,3 +179,26 @@ def test_the_robot_base_keeps_clear_of_a_chair_back_above_the_table(tmp_path: Pa
     assert math.hypot(cx - bx, cy - by - 0.2) - 0.25 >= BASE_CLEARANCE
     result = simulate(world, make_plan(world, PlanningConfig(planner="offline")), NO_VIDEO, tmp_path)
     assert result["success"], result["failure_reason"]
+
+
+def test_the_lowest_point_of_a_turned_body_comes_from_its_shape_not_its_box() -> None:
+    # the sample's teddy bear (convex pieces) put in the tray lying on its side: its bounding box
+    # reached 4.5 cm under the tray, and the world check called it fallen
+    from tangram.sim.bullet import connect
+    from tangram.sim.scene import DATA, _obj_vertices
+    from tangram.sim.simulate import lowest_points
+
+    client, _ = connect()
+    try:
+        rel, scale = "teddy2_VHACD_CHs.obj", 0.1
+        col = client.createCollisionShape(client.GEOM_MESH, fileName=str(DATA / rel), meshScale=[scale] * 3)
+        turn = client.getQuaternionFromEuler([0.4, 1.9, 0.3])
+        body = client.createMultiBody(0.2, col, -1, [0, 0, 0.3], turn)
+        rot = np.array(client.getMatrixFromQuaternion(turn)).reshape(3, 3)
+        true_lowest = float((_obj_vertices(rel) * scale @ rot.T)[:, 2].min() + 0.3)
+        lowest = lowest_points(client, {1: body})[1]
+        assert abs(lowest - true_lowest) < 0.003  # the collision margin, a millimetre
+        assert client.getAABB(body)[0][2] < true_lowest - 0.01  # the box: over a centimetre too low
+        assert client.getNumBodies() == 1  # the probe plane is gone
+    finally:
+        client.disconnect()

@@ -108,7 +108,7 @@ def simulate(
         trajectory.sample()
         hooks.append(trajectory.on_steps)
         seen = {o: client.getBasePositionAndOrientation(s.body) for o, s in sims.items()}
-        seen_bottom = {o: float(client.getAABB(s.body)[0][2]) for o, s in sims.items()}
+        seen_bottom = lowest_points(client, {o: s.body for o, s in sims.items()})
         executor.settle(max_steps=480)  # the scene graph's boxes rarely rest exactly: let them settle
         executor.anchors, settling = _settling_check(client, builder, sims, seen)
         if settling["fixed"]:
@@ -195,12 +195,34 @@ def _world_check(client, sims: dict, seen_bottom: dict, moved: set, floor: int |
     """After the plan: which objects ended below where they rested (their support), other than
     the ones the plan moved, which must stay above the table top (or the floor)."""
     below = []
+    lowest = lowest_points(client, {o: s.body for o, s in sims.items()})
     for oid, sim in sorted(sims.items()):
-        bottom = float(client.getAABB(sim.body)[0][2])
+        bottom = lowest[oid]
         ref = min(seen_bottom[oid], 0.0) if oid in moved else seen_bottom[oid]
         if bottom < ref - BELOW_TOLERANCE:
             below.append({"id": oid, "label": sim.obj.label, "bottom_z": round(bottom, 3), "rested_z": round(ref, 3)})
     return {"below_support": below, "floor": floor is not None, "world_stood": not below}
+
+
+PROBE_Z = -1000.0  # m: a plane far under the world, to measure how low each body reaches
+
+
+def lowest_points(client, bodies: dict[int, int]) -> dict[int, float]:
+    """The height of each body's lowest point, from its collision geometry: the distance to a
+    static plane far below (pybullet's closest points). The bounding box of a turned body is looser
+    (a teddy bear's convex pieces lying on their side reached 4.5 cm under the tray holding it). The
+    plane exists only for the query."""
+    plane = client.createMultiBody(0, client.createCollisionShape(client.GEOM_PLANE), -1, [0.0, 0.0, PROBE_Z])
+    try:
+        out = {}
+        for oid, body in bodies.items():
+            pts = client.getClosestPoints(body, plane, 2 * abs(PROBE_Z))
+            out[oid] = (
+                PROBE_Z + min(c[8] for c in pts) if pts else float(client.getAABB(body)[0][2])
+            )
+        return out
+    finally:
+        client.removeBody(plane)
 
 
 def _workspace_centre(world: World) -> tuple[float, float, float]:
