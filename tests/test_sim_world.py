@@ -202,3 +202,28 @@ def test_the_lowest_point_of_a_turned_body_comes_from_its_shape_not_its_box() ->
         assert client.getNumBodies() == 1  # the probe plane is gone
     finally:
         client.disconnect()
+
+
+def test_a_cup_too_wide_for_the_hand_is_refused_like_the_simulator_would(tmp_path: Path) -> None:
+    # sample:shuffle: a cup measured 12.4 cm square was called graspable ("12.4 cm across at its
+    # narrowest"), and the pick then found the mug's body 8.2 cm wide in the simulation
+    from tangram.planning.world import MUG_BODY_RATIO
+    from tangram.sim.scene import MESHES, _obj_vertices, _rot
+
+    spec = MESHES["cup"]
+    native = np.ptp(_obj_vertices(spec.collision) @ _rot(spec.upright).T, axis=0)
+    assert abs(MUG_BODY_RATIO - min(native[:2]) / max(native[:2])) < 0.002  # the constant is the mesh's
+    wide = world_from_scene_graph(scene_graph_from_objects(
+        [{"id": 1, "class_name": "cup", "xy": [0.1, 0.1], "size": [0.124, 0.124, 0.142]}]
+    ))
+    verdict = wide.graspability(1)
+    assert not verdict["graspable"] and "8.4 cm across" in verdict["reason"], verdict
+    # a real mug's box (8 x 11.5 cm): its 7.75 cm body along the handle is too wide, 7 x 10 is not
+    for size, ok in (([0.08, 0.115, 0.1], False), ([0.07, 0.10, 0.09], True)):
+        world = world_from_scene_graph(scene_graph_from_objects(
+            [{"id": 1, "class_name": "cup", "xy": [0.1, 0.1], "size": size}]
+        ))
+        assert world.graspability(1)["graspable"] is ok
+        if ok:
+            result = simulate(world, make_plan(world, PlanningConfig(planner="offline")), NO_VIDEO, tmp_path)
+            assert result["actions"][0]["success"], result["actions"][0]["reason"]

@@ -151,11 +151,12 @@ def test_stack_and_push_blocks(tmp_path: Path) -> None:
 
 
 def test_impossible_grasp_fails_with_a_reason(tmp_path: Path) -> None:
-    """A 10 cm mug passes the planner's box test (a mug is narrower than its box beside the handle)
-    but the physics finds no section the open hand can pass around."""
+    """A plan that asks for a 10 cm mug anyway (the planner refuses it: its body is 8.8 cm along the
+    handle, 10 cm across): the simulation refuses the pick with the same sentence before the hand
+    moves, and the mug stays where it was."""
     big_mug = {"id": 4, "class_name": "cup", "xy": (0.0, 0.12), "size": (0.10, 0.13, 0.09)}
     world = as_world(scene_graph_from_objects([*BLOCKS[:2], big_mug], (0.8, 0.6)))
-    assert world.objects[4].graspable()[0]
+    assert not world.objects[4].graspable()[0] and "8.8 cm across" in world.objects[4].graspable()[1]
     plan = {
         "task": "pick the mug",
         "planner": "test",
@@ -163,7 +164,7 @@ def test_impossible_grasp_fails_with_a_reason(tmp_path: Path) -> None:
     }
     result = simulate(world, plan, NO_VIDEO, tmp_path)
     assert result["success"] is False and len(result["actions"]) == 1
-    assert "no section the open gripper" in result["failure_reason"]
+    assert "cup 4 is 8.8 cm across at its narrowest" in result["failure_reason"]
     assert result["final_poses"]["4"]["position"][2] == pytest.approx(0.045, abs=0.005)  # untouched
     reference = as_world(scene_graph_from_objects(BLOCKS, (0.8, 0.6)))
     with pytest.raises(StageFailed, match=r"10\.0 cm across"):  # a plain box is refused by the planner

@@ -48,12 +48,17 @@ MAY_TOPPLE = ROUND_CLASSES | {"teddy bear", "banana"}
 
 # The Panda hand opens to 8 cm; leave room for the fingers to slide past the object.
 MAX_GRASP_WIDTH = 0.077
-# A box is an upper bound of an object's sections: irregular objects (a teddy's neck, a mug's body
-# beside its handle) may be held where they are narrower. Only classes the simulator builds from a
-# mesh with such a narrower part count: a bottle, vase or glass is built (and measured) as a
-# cylinder as wide as its box's narrow side, so its narrowest section is that side.
-IRREGULAR_CLASSES = frozenset({"teddy bear", "cup", "mug"})
+# A box is an upper bound of an object's sections: an irregular object (a teddy's neck) may be held
+# where it is narrower. Only classes the simulator builds from a mesh with such a narrower part
+# count: a bottle, vase or glass is built (and measured) as a cylinder as wide as its box's narrow
+# side, so its narrowest section is that side.
+IRREGULAR_CLASSES = frozenset({"teddy bear"})
 MAX_IRREGULAR_BOX = 0.14
+# A cup is built from pybullet_data's mug stretched over its box, handle along the long side: its
+# round body spans the box's short side across and this share of the long side along (the mesh's
+# short/long extent, 8.20 / 12.16 cm in mug_col.obj). A 12 cm square box holds an 8.2 cm body.
+MUG_CLASSES = frozenset({"cup", "mug"})
+MUG_BODY_RATIO = 0.674
 MIN_GRASP_HEIGHT = 0.02
 MIN_SIDE_HEIGHT = 0.04  # a side grasp needs the fingers' pads (about 2 cm) below the object's top
 FINGER_CLEARANCE = 0.015  # free gap a finger needs beside the object, at the closing direction
@@ -150,8 +155,13 @@ class SceneObject:
 
     @property
     def grasp_width(self) -> float:
-        """The fingers close across the box's narrower horizontal side."""
-        return min(self.size[0], self.size[1])
+        """The narrowest horizontal section the fingers can close on: the box's narrower side, or
+        for a cup the body of the mug the simulator stretches over its box (handle along the long
+        side), which is narrower along the long side when the box is near square."""
+        short, long = sorted(self.size[:2])
+        if self.class_name in MUG_CLASSES:
+            return min(short, long * MUG_BODY_RATIO)
+        return short
 
     @property
     def grasp_limit(self) -> float:

@@ -66,7 +66,9 @@ def simulate(
     if isinstance(base, list) and len(base) == 3:  # where the planner placed it, for the task's objects
         world = replace(world)
         world.robot_base = (float(base[0]), float(base[1]), float(base[2]))
-    world, separated = separate_overlaps(world)
+    # the bodies are built from the separated sizes; the plan's world (what it was checked
+    # against, and what the goal is judged by) stays as measured
+    built, separated = separate_overlaps(world)
     report = progress or (lambda *a: None)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -88,7 +90,7 @@ def simulate(
         )
         if mount == "pedestal":
             builder.pedestal(bx, by)
-        sims = {oid: builder.add(obj) for oid, obj in sorted(world.objects.items())}
+        sims = {oid: builder.add(obj) for oid, obj in sorted(built.objects.items())}
         steps = [0]
         hooks: list[Callable[[int], None]] = []
 
