@@ -231,3 +231,20 @@ def test_a_cup_too_wide_for_the_hand_is_refused_like_the_simulator_would(tmp_pat
         if ok:
             result = simulate(world, make_plan(world, PlanningConfig(planner="offline")), NO_VIDEO, tmp_path)
             assert result["actions"][0]["success"], result["actions"][0]["reason"]
+
+
+def test_the_planner_holds_a_flat_face_to_the_opening_the_simulated_pads_leave(tmp_path: Path) -> None:
+    # a 7.5 cm box passed the planner's 7.7 cm and then the pads (7.4 cm between them, with room to
+    # slide) found no section to pass around; a 7.5 cm bottle, round, slips between them
+    for cls, ok in (("box", False), ("bottle", True)):
+        world = world_from_scene_graph(scene_graph_from_objects(
+            [{"id": 4, "class_name": cls, "xy": [0.0, 0.12], "size": [0.075, 0.075, 0.12]}]
+        ))
+        verdict = world.graspability(4)
+        assert verdict["graspable"] is ok, verdict
+        if not ok:
+            assert "7.5 cm across at its narrowest; the gripper opens to 7.4 cm" in verdict["reason"]
+            continue
+        plan = {"task": "x", "planner": "test", "actions": [{"action": "pick", "object": 4}, {"action": "home"}]}
+        result = simulate(world, plan, NO_VIDEO, tmp_path)
+        assert result["success"], result["failure_reason"]

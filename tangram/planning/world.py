@@ -46,8 +46,14 @@ ROUND_CLASSES = frozenset({"sports ball", "ball", "apple", "orange"})
 # Classes with no stable upright pose worth checking: they may lie down wherever they are put.
 MAY_TOPPLE = ROUND_CLASSES | {"teddy bear", "banana"}
 
-# The Panda hand opens to 8 cm; leave room for the fingers to slide past the object.
+# The Panda hand opens to 8 cm; leave room for the fingers to slide past the object. A round or
+# cylindrical body slips between the open pads up to MAX_GRASP_WIDTH; a flat face spans the pads'
+# whole width and needs 2 mm each side of their inner faces (7.8 cm apart in the simulated hand):
+# OPEN_PADS_WIDTH, which the executor's ray-cast sections are held to as well.
 MAX_GRASP_WIDTH = 0.077
+OPEN_PADS_WIDTH = 0.074
+# What the simulator builds as a cylinder (as wide as its box's narrow side), not a box.
+CYLINDER_CLASSES = frozenset({"cup", "mug", "bottle", "can", "wine glass", "vase", "glass"})
 # A box is an upper bound of an object's sections: an irregular object (a teddy's neck) may be held
 # where it is narrower. Only classes the simulator builds from a mesh with such a narrower part
 # count: a bottle, vase or glass is built (and measured) as a cylinder as wide as its box's narrow
@@ -165,7 +171,11 @@ class SceneObject:
 
     @property
     def grasp_limit(self) -> float:
-        return MAX_IRREGULAR_BOX if self.class_name in IRREGULAR_CLASSES else MAX_GRASP_WIDTH
+        if self.class_name in IRREGULAR_CLASSES:
+            return MAX_IRREGULAR_BOX
+        if self.class_name in ROUND_CLASSES or self.class_name in CYLINDER_CLASSES:
+            return MAX_GRASP_WIDTH
+        return OPEN_PADS_WIDTH  # built as a box: a flat face
 
     def graspable(self) -> tuple[bool, str]:
         if self.furniture:
@@ -177,7 +187,7 @@ class SceneObject:
         if self.grasp_width > self.grasp_limit:
             return False, (
                 f"{self.label} is {self.grasp_width * 100:.1f} cm across at its narrowest; "
-                f"the gripper opens to {MAX_GRASP_WIDTH * 100:.1f} cm"
+                f"the gripper opens to {min(self.grasp_limit, MAX_GRASP_WIDTH) * 100:.1f} cm"
             )
         if self.height < MIN_GRASP_HEIGHT:
             return False, f"{self.label} is too flat to grasp ({self.height * 100:.1f} cm)"
@@ -253,7 +263,7 @@ class World:
         if ok:
             why = (
                 f"{obj.label} is {obj.grasp_width * 100:.1f} cm across at its narrowest "
-                f"(opening {MAX_GRASP_WIDTH * 100:.1f} cm), {obj.height * 100:.1f} cm tall: "
+                f"(opening {min(obj.grasp_limit, MAX_GRASP_WIDTH) * 100:.1f} cm), {obj.height * 100:.1f} cm tall: "
                 + ", ".join(approaches)
             )
         return {

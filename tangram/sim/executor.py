@@ -21,11 +21,11 @@ import numpy as np
 
 from tangram.planning.actions import Action
 from tangram.planning.symbolic import PUSH_BACKOFF, Place, State, apply_action, container_spot
-from tangram.planning.world import MAX_WORK_HEIGHT, MAY_TOPPLE, World
+from tangram.planning.world import MAX_WORK_HEIGHT, MAY_TOPPLE, OPEN_PADS_WIDTH, World
 from tangram.sim.robot import FINGER_FRICTION, FINGER_JOINTS, HOME, PandaArm
 from tangram.sim.scene import SimObject
 
-MAX_OPEN_WIDTH = 0.074  # what may pass between the open pads (their inner faces are 7.8 cm apart)
+MAX_OPEN_WIDTH = OPEN_PADS_WIDTH  # what may pass between the open pads (their inner faces are 7.8 cm apart)
 FINGERTIP_BELOW = 0.010  # grasp frame height the fingertips need above the support
 PALM_DEPTH = 0.045  # how far below the object's top the grasp frame may go before the palm hits it
 PLACE_TOL = 0.03  # metres, place_at position tolerance

@@ -18,14 +18,13 @@ import numpy as np
 
 from tangram.assets import write_bowl_urdf
 from tangram.assets.meshes import BowlProfile
-from tangram.planning.world import Rect, SceneObject, World
+from tangram.planning.world import CYLINDER_CLASSES, Rect, SceneObject, World
 from tangram.sim.bullet import pybullet_data
 
 DATA = Path(pybullet_data.getDataPath())
 TABLE_THICKNESS = 0.04
 DENSITY = 350.0  # kg/m^3 of the bounding box: light household objects
 MASS_RANGE = (0.05, 0.5)
-CYLINDER_CLASSES = frozenset({"cup", "mug", "bottle", "can", "wine glass", "vase", "glass"})
 
 
 @dataclass(frozen=True)
