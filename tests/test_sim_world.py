@@ -167,20 +167,28 @@ def test_the_hand_passes_under_an_object_held_overhead(tmp_path: Path) -> None:
     assert place["checks"]["tilt_deg"] < 5 and place["checks"]["position_error_m"] < 0.02
 
 
-def test_the_robot_base_keeps_clear_of_a_chair_back_above_the_table(tmp_path: Path) -> None:
-    # hololens_office: the base stood on the table top where a chair's back (furniture on the floor,
-    # its top 13 cm above the table's) reached over the edge, and the arm could not go home
+@pytest.mark.parametrize(
+    "standing",
+    [
+        # hololens_office: the base stood on the table top where a chair's back (furniture on the
+        # floor, its top 13 cm above the table's) reached over the edge, and the arm could not go home
+        {"id": 2, "class_name": "chair", "dy": 0.2, "z": -0.3, "size": [0.5, 0.5, 0.86], "furniture": True},
+        # ... and, on a pedestal beside the table, inside a potted plant standing there
+        {"id": 2, "class_name": "potted plant", "dy": 0.25, "z": 0.0, "size": [0.4, 0.4, 0.6]},
+    ],
+)
+def test_the_robot_base_keeps_clear_of_what_rises_beside_the_table(tmp_path: Path, standing: dict) -> None:
     objects = [{"id": 1, "class_name": "cup", "xy": [0.1, 0.1], "size": [0.07, 0.07, 0.09]}]
-    free = world_from_scene_graph(scene_graph_from_objects(objects))
-    bx, by, _ = place_robot(free)
-    chair = {"id": 2, "class_name": "chair", "position": [bx, by + 0.2, -0.3], "size": [0.5, 0.5, 0.86]}
-    scene = scene_graph_from_objects([*objects, chair])
+    bx, by, _ = place_robot(world_from_scene_graph(scene_graph_from_objects(objects)))
+    other = {k: standing[k] for k in ("id", "class_name", "size")}
+    other["position"] = [bx, by + standing["dy"], standing["z"]]
+    scene = scene_graph_from_objects([*objects, other])
     for node in scene["nodes"]:
         if node["id"] == 2:
-            node["furniture"] = True
+            node["furniture"] = standing.get("furniture", False)
     world = world_from_scene_graph(scene)
     cx, cy, _ = place_robot(world)
-    assert math.hypot(cx - bx, cy - by - 0.2) - 0.25 >= BASE_CLEARANCE
+    assert math.hypot(cx - bx, cy - by - standing["dy"]) - standing["size"][0] / 2 >= BASE_CLEARANCE
     result = simulate(world, make_plan(world, PlanningConfig(planner="offline")), NO_VIDEO, tmp_path)
     assert result["success"], result["failure_reason"]
 

@@ -355,13 +355,14 @@ def place_robot(
 
     `focus` names the objects the task works with (None: every tabletop object) and `points` the
     spots it puts them; the base is placed to reach those, while every tabletop object keeps clear
-    of the base's footprint, and so does furniture whose top rises above the table's (a chair's
-    back at the edge). Grid search (2 cm) over the table top and a band just outside its edge for
-    the base position that minimises the farthest focus object or point, with each of them in
-    front of the base (the arm works forward, as from a table edge). Positions at the edge win
-    whenever every focus object is in reach from one of them; otherwise the base stands on the
-    table top at the edge of the objects' workspace. It faces the focus objects' centroid. With no
-    objects, it stands behind the middle of the far (+y) edge.
+    of the base's footprint, and so does anything beside the table whose top rises above the
+    table's (a chair's back at the edge, a plant on the floor). Grid search (2 cm) over the table
+    top and a band just outside its edge for the base position that minimises the farthest focus
+    object or point, with each of them in front of the base (the arm works forward, as from a
+    table edge). Positions at the edge win whenever every focus object is in reach from one of
+    them; otherwise the base stands on the table top at the edge of the objects' workspace. It
+    faces the focus objects' centroid. With no objects, it stands behind the middle of the far
+    (+y) edge.
     """
     cx = world.table_center[0]
     table = world.table_rect
@@ -375,8 +376,11 @@ def place_robot(
     if not objs and not extra:
         return cx, table.ymax + ROBOT_SETBACK, -math.pi / 2
     pts = np.array([o.position[:2] for o in objs] + extra, dtype=float).reshape(-1, 2)
-    # furniture reaching above the top (a chair's back at the table's edge) stands in the way too
-    standing = on_table + [o for o in world.objects.values() if o.furniture and o.position[2] + o.size[2] / 2 > 0]
+    # whatever else rises above the top stands in the way too: a chair's back at the table's edge, a
+    # plant on the floor beside it
+    standing = on_table + [
+        o for o in world.objects.values() if o not in on_table and o.position[2] + o.size[2] / 2 > 0
+    ]
     obstacles = np.array([o.position[:2] for o in standing], dtype=float).reshape(-1, 2)
     radii = np.array([max(o.half_xy) for o in standing], dtype=float)
     area = table.grow(ROBOT_SETBACK)
