@@ -167,6 +167,16 @@ def test_sample_report_in_chromium(sample_run: Path, browser: Any) -> None:
     for stage, record in manifest["stages"].items():  # the manifest table names every backend
         assert record["backend"] in page.page.inner_text(f"#manifest tr[data-stage={stage}]")
     assert "put the cup in the bowl" in text and "offline:astar" in text
+    # what the gripper can take, where the robot stands and what the physics held in place: as written
+    plan = json.loads((sample_run / "planning" / "plan.json").read_text())
+    grasp = page.page.inner_text("xpath=//h3[text()='What the gripper can take']/following-sibling::div[1]")
+    assert len(plan["graspability"]) >= 5
+    for verdict in plan["graspability"].values():
+        assert verdict["reason"] in grasp
+    assert f"Robot base: {plan['robot_placement']['reason']}" in text
+    world = json.loads((sample_run / "simulation" / "result.json").read_text())["world_check"]
+    for reason in world["settling"]["reasons"].values():
+        assert reason in text
     # the timeline has one labelled row per track and the 3D view drew real points, boxes, cameras
     tracks = json.loads((sample_run / "tracking" / "tracks.json").read_text())["tracks"]
     labels = page.page.eval_on_selector_all("svg.timeline text[text-anchor=end]", "ts => ts.map(t => t.textContent)")

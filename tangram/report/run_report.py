@@ -583,7 +583,18 @@ def _planning(run_dir: Path, folder: Path) -> dict[str, Any]:
                      for a in attempts if isinstance(a, dict)],
         "raw_llm_reply": raw,
         "offline": plan.get("offline") if isinstance(plan.get("offline"), dict) else None,
+        "graspability": [
+            {"id": str(oid), "graspable": v.get("graspable"), "reason": v.get("reason")}
+            for oid, v in sorted(_dict(plan.get("graspability")).items(), key=lambda kv: _id_order(kv[0]))
+            if isinstance(v, dict)
+        ],
+        "robot_placement": _dict(plan.get("robot_placement")).get("reason"),
     }
+
+
+def _id_order(key: Any) -> tuple[int, str]:
+    text = str(key)
+    return (int(text), "") if text.isdigit() else (1 << 30, text)
 
 
 def _simulation(run_dir: Path, folder: Path) -> dict[str, Any]:
@@ -623,6 +634,22 @@ def _simulation(run_dir: Path, folder: Path) -> dict[str, Any]:
         "keyframes": keyframes,
         "actions": actions,
         "timing": result.get("timing") or {},
+        "world": _world_check(result),
+    }
+
+
+def _world_check(result: dict[str, Any]) -> dict[str, Any]:
+    """What the physics did to the world as measured: objects held where they were seen (and why),
+    objects shrunk apart, and objects that ended below their support."""
+    check = _dict(result.get("world_check"))
+    settling = _dict(check.get("settling"))
+    reasons = _dict(settling.get("reasons"))
+    return {
+        "held": [str(reasons.get(str(o), f"object {o}")) for o in settling.get("fixed") or []],
+        "separated": [(str(o), fmt_num(f)) for o, f in sorted(_dict(check.get("separated")).items())],
+        "below": [f"{b.get('label')}: lowest point {fmt_num(b.get('bottom_z'))} m, rested at "
+                  f"{fmt_num(b.get('rested_z'))} m" for b in _dicts(check.get("below_support"))],
+        "stood": check.get("world_stood"),
     }
 
 
