@@ -52,7 +52,8 @@ MAY_TOPPLE = ROUND_CLASSES | {"teddy bear", "banana"}
 # OPEN_PADS_WIDTH, which the executor's ray-cast sections are held to as well.
 MAX_GRASP_WIDTH = 0.077
 OPEN_PADS_WIDTH = 0.074
-# What the simulator builds as a cylinder (as wide as its box's narrow side), not a box.
+# Round bodies the simulator builds as a cylinder as wide as its box's narrow side (cups and mugs as
+# the mug mesh, MUG_CLASSES below), not as a box.
 CYLINDER_CLASSES = frozenset({"cup", "mug", "bottle", "can", "wine glass", "vase", "glass"})
 # A box is an upper bound of an object's sections: an irregular object (a teddy's neck) may be held
 # where it is narrower. Only classes the simulator builds from a mesh with such a narrower part

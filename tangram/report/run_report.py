@@ -649,7 +649,6 @@ def _world_check(result: dict[str, Any]) -> dict[str, Any]:
         "separated": [(str(o), fmt_num(f)) for o, f in sorted(_dict(check.get("separated")).items())],
         "below": [f"{b.get('label')}: lowest point {fmt_num(b.get('bottom_z'))} m, rested at "
                   f"{fmt_num(b.get('rested_z'))} m" for b in _dicts(check.get("below_support"))],
-        "stood": check.get("world_stood"),
     }
 
 

@@ -10,7 +10,7 @@ a cylinder for round-bodied classes, coloured from the scene graph.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -71,8 +71,6 @@ def separate_overlaps(world: World, gap: float = 0.002) -> tuple[World, dict[int
     along the axis that needs the smaller shrink; objects stacked or held inside each other, and
     furniture, are left alone, and so is a pair that would need more than a halving (one object
     inside the other: a container the reconstruction did not recognise)."""
-    from dataclasses import replace
-
     on_table = [o for o in world.objects.values() if o.support == "table" and not o.furniture]
     factor: dict[int, float] = {}
     for i, a in enumerate(on_table):
