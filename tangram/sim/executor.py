@@ -141,10 +141,10 @@ class Executor:
         above them), but under any object held static overhead (a shelf's bottle the
         reconstruction saw but could not seat) that the open hand or the held object would sweep:
         the hand and wrist pass beneath it, or the path is as high as it can be."""
-        extra = 0.0
+        extra, held = 0.0, None
         if carrying is not None:
-            lo, _ = self.aabb(carrying)
-            extra = self.arm.ee_pose()[0][2] - lo[2]  # the held object hangs this far below the hand
+            held, ee = self.aabb(carrying), self.arm.ee_pose()[0]
+            extra = ee[2] - held[0][2]  # the held object hangs this far below the hand
         boxes = {o: self.aabb(o) for o in self.objects if o != carrying}
         tops = [hi[2] for lo, hi in boxes.values() if lo[2] < OVERHEAD]
         z = float(min(max([*tops, 0.05]) + extra + CLEARANCE, MAX_WORK_HEIGHT + 0.1))
@@ -152,10 +152,8 @@ class Executor:
             return z
         pts = _samples(path)
         reach = np.full(2, HAND_RADIUS)
-        if carrying is not None:  # the held object's footprint around the hand, if wider
-            lo, hi = self.aabb(carrying)
-            ee = self.arm.ee_pose()[0][:2]
-            reach = np.maximum(reach, np.maximum(ee - lo[:2], hi[:2] - ee))
+        if held is not None:  # the held object's footprint around the hand, if wider
+            reach = np.maximum(reach, np.maximum(ee[:2] - held[0][:2], held[1][:2] - ee[:2]))
         ceiling, floor = math.inf, 0.05 + extra + CLEARANCE
         for lo, hi in boxes.values():
             gap = np.maximum(np.maximum(lo[:2] - pts, pts - hi[:2]), 0.0)  # per sample, per axis
