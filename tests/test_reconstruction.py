@@ -432,6 +432,50 @@ def test_triangulation_recovers_the_centre_and_rejects_a_wrong_view() -> None:
     assert not weak.credible and "degrees" in weak.reason
 
 
+def test_rays_meeting_behind_what_the_views_saw_are_not_a_position() -> None:
+    """TUM desk: bottles in a row, a camera stepping sideways, and a track whose box stays where it
+    was in the image while the bottles slide by (the tracker swapped it onto its neighbours). Its
+    rays meet far behind the partition the views saw through its boxes: the triangulation looks
+    credible by its own numbers, but that position is hidden, and the boxes' bottoms still stand
+    on the desk. A bottle tracked right is not hidden."""
+    from tangram.geometry.lifting import PointCloud, footprint_guess, hidden_behind_points
+    from tangram.geometry.triangulation import Observation2D, triangulate
+
+    intr = Intrinsics("PINHOLE", 640, 480, (530.0, 530.0, 320.0, 240.0))
+    # the camera steps 10 cm sideways and turns a little: its axes meet 3 m ahead, far behind the desk
+    views = {k: View(k, intr, look_at(np.array([-0.15 + 0.1 * k, -1.5, 0.6]), np.array([0.0, 1.5, 0.1])))
+             for k in range(4)}
+    rng = np.random.default_rng(0)
+    wall = np.column_stack([rng.uniform(-0.8, 0.8, 900), np.full(900, 0.3), rng.uniform(0.0, 0.6, 900)])
+    desk = np.column_stack([rng.uniform(-0.8, 0.8, 600), rng.uniform(-0.6, 0.3, 600), np.zeros(600)])
+    xyz = np.vstack([wall, desk])
+    seen = {}
+    for k, view in views.items():
+        uv, depth = view.project(xyz)
+        ok = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < 640) & (uv[:, 1] >= 0) & (uv[:, 1] < 480)
+        seen[k] = (np.flatnonzero(ok), uv[ok])
+    cloud = PointCloud(xyz, np.zeros((len(xyz), 3), np.uint8), seen)
+
+    def bottle_box(view: View, centre: np.ndarray) -> np.ndarray:  # a 6 cm x 20 cm bottle
+        corners = centre + np.array([[x, y, z] for x in (-0.03, 0.03) for y in (-0.03, 0.03) for z in (-0.1, 0.1)])
+        uv, _ = view.project(corners)
+        return np.array([*uv.min(axis=0), *uv.max(axis=0)])
+
+    bottle = np.array([0.0, 0.0, 0.1])
+    good = {k: bottle_box(v, bottle) for k, v in views.items()}
+    # the swapped track: in every view the box sits where bottle 0's box was in view 0
+    stuck = {k: good[0].copy() for k in views}
+    tri_good = triangulate(views, [Observation2D(k, (b[:2] + b[2:]) / 2, b) for k, b in good.items()])
+    tri_stuck = triangulate(views, [Observation2D(k, (b[:2] + b[2:]) / 2, b) for k, b in stuck.items()])
+    assert np.linalg.norm(tri_good.point - bottle) < 0.02
+    assert tri_stuck.credible and tri_stuck.point[1] > 0.6  # "credible", and behind the partition at y = 0.3
+    assert hidden_behind_points(tri_good.point, views, good, cloud, 0.06) == ""
+    reason = hidden_behind_points(tri_stuck.point, views, stuck, cloud, 0.06)
+    assert "behind the surfaces those views saw" in reason and "4 of 4 views" in reason
+    centre, _, _ = footprint_guess(views, stuck)  # where the boxes stand: on the desk, by the row
+    assert abs(centre[1]) < 0.15 and abs(centre[0]) < 0.25
+
+
 def test_fragments_of_one_object_fuse_but_side_by_side_objects_do_not() -> None:
     from tangram.geometry.fusion import apply_fusion, fuse_tracks, track_evidence
     from tangram.geometry.observations import Detection, Observations, TrackInfo

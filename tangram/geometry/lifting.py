@@ -9,6 +9,10 @@ Per track:
    fallback position for an object with too few points (flagged `fallback`).
 3. an oriented box from the visual hull of the silhouettes around that guess; if the hull fails, from
    the supporting points.
+Without enough points of its own, an object is placed at the triangulation of its image centres
+(`tangram.geometry.triangulation`), unless that centre lies behind the surfaces its views saw
+through its boxes (`hidden_behind_points`: look-alike neighbours swapped by the tracker): then at
+the footprint guess, with the triangulation recorded as refused.
 All lengths are in the units of the frame the views and points are given in (the unscaled table
 frame); `Object3D.scaled` converts them.
 """
@@ -26,6 +30,10 @@ from tangram.geometry.hull import carve, hull_box
 from tangram.geometry.observations import Observations
 from tangram.geometry.plane import TableFrame
 from tangram.geometry.silhouettes import SilhouetteCache
+
+MIN_BOX_POINTS = 3  # a view judges whether a position is hidden from the points it saw in the box
+HIDDEN_SHARE = 0.9  # ... hidden when this share of them lies in front of it
+MIN_HIDDEN_VIEWS = 2  # one view is no proof
 
 
 @dataclass
@@ -151,6 +159,10 @@ def _lift_one(
     boxes = {f: d.box for f, d in dets.items()}
     pts = _robust(cloud.xyz[support_idx]) if len(support_idx) else np.zeros((0, 3))
     guess = footprint_guess(seen, boxes)
+    hidden = "" if tri is None else hidden_behind_points(np.asarray(tri, float), seen, boxes, cloud,
+                                                          apparent_size(seen, boxes, np.asarray(tri, float))[0])
+    if hidden:  # not where its rays meet: where its boxes stand on the table, if they do
+        tri = None
     # the object's own points locate it best, also off the table plane (on a shelf, under the desk);
     # without enough of them, the multi-view triangulation of its image centres; the bottom-centre
     # rays meeting the table only as a last resort, and only when they land on the table
@@ -165,12 +177,12 @@ def _lift_one(
         anchor, placement = np.asarray(tri, float), "triangulation"
         pts = np.zeros((0, 3))
     elif guess is None:
-        return "no credible position: no triangulation, and its rays do not meet the table"
+        return (f"no credible position: {hidden}, and its rays do not meet the table" if hidden
+                else "no credible position: no triangulation, and its rays do not meet the table")
     elif surface is not None and not _on_surface(guess[0], surface):
-        return (
-            "no credible position: no triangulation, and its rays meet the table plane outside "
-            "the table"
-        )
+        return (f"no credible position: {hidden}, and its rays meet the table plane outside the table"
+                if hidden else
+                "no credible position: no triangulation, and its rays meet the table plane outside the table")
     else:
         anchor, placement = np.array([*guess[0], guess[2] / 2]), "fallback"
     width, height = apparent_size(seen, boxes, anchor)
@@ -213,6 +225,8 @@ def _lift_one(
         "ray_plane_centre": None if guess is None else [*guess[0].tolist(), 0.0],
         "placement": placement,
     }
+    if hidden:
+        info["triangulation_rejected"] = hidden
     return Object3D(
         tid,
         obs.tracks[tid].class_name,
@@ -226,6 +240,38 @@ def _lift_one(
         len(frames),
         info,
     )
+
+
+def hidden_behind_points(anchor: np.ndarray, views: dict[int, View], boxes: dict[int, np.ndarray],
+                         cloud: PointCloud, width: float) -> str:
+    """Why a triangulated centre cannot be right, or "" when it can: it lies behind what the views saw.
+
+    A 3D point seen at a pixel means the sight line to it is empty: an object further along the
+    sight lines through its box would be hidden by the surface those points lie on. In a view whose
+    box holds at least MIN_BOX_POINTS of the points that view saw, the centre is hidden when nearly
+    all of them (HIDDEN_SHARE) lie more than the object's width in front of it; at a correct centre
+    part of them is the object itself or the background behind it. Refused when more than half of
+    the views that could judge, and at least MIN_HIDDEN_VIEWS, find it hidden. Rays of look-alike neighbours
+    that the tracker took for one object (an id switch) meet like that, far behind the objects, when
+    the views that disagree are a small step apart."""
+    judged = hidden = 0
+    for frame, view in views.items():
+        seen = cloud.seen_in.get(frame)
+        if seen is None:
+            continue
+        x1, y1, x2, y2 = boxes[frame]
+        idx, uv = seen
+        inside = (uv[:, 0] >= x1) & (uv[:, 0] <= x2) & (uv[:, 1] >= y1) & (uv[:, 1] <= y2)
+        if inside.sum() < MIN_BOX_POINTS:
+            continue
+        axis = view.world_from_camera[:3, 2]
+        depth = (cloud.xyz[idx[inside]] - view.centre) @ axis
+        judged += 1
+        hidden += float(np.mean(depth < (anchor - view.centre) @ axis - width)) >= HIDDEN_SHARE
+    if hidden < MIN_HIDDEN_VIEWS or hidden <= judged / 2:
+        return ""
+    return ("its views' rays meet behind the surfaces those views saw through its box "
+            f"({hidden} of {judged} views; look-alike neighbours taken for one object?)")
 
 
 def _z_range(pts: np.ndarray, height: float, grounded: bool) -> tuple[float, float]:

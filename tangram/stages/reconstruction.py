@@ -476,7 +476,7 @@ def place_objects(
         views, cloud, _subset(obs, tabletop), table.threshold, cfg.min_object_points, tri, table.frame, unplaced
     )
     for o in objects:
-        o.info["triangulation"] = evidence[o.track_id].triangulation.as_dict()
+        _record_triangulation(o, evidence)
     chairs = lift_furniture(views, obs, furniture, tri, table.floor_z, unplaced)
     objects, chairs = (_corroborated(group, obs, evidence, cfg, unplaced) for group in (objects, chairs))
     distance = float(np.median([np.linalg.norm(v.centre) for v in views.values()]))
@@ -517,7 +517,7 @@ def place_objects(
         )
         redo = {o.track_id: o for o in again}
         for o in again:
-            o.info["triangulation"] = evidence[o.track_id].triangulation.as_dict()
+            _record_triangulation(o, evidence)
             o.info["points_dropped"] = "its points box was implausibly large: background points"
         objects = [redo.get(o.track_id, o) for o in objects if o.track_id not in leaked or o.track_id in redo]
         reasons = {o.track_id: implausible_size(o.scaled(scale.metres_per_unit)) for o in objects}
@@ -550,6 +550,14 @@ def place_objects(
 CROSS_CHECK_VIEWS = 3  # a triangulation from this many agreeing views has a view that checks the others
 
 
+def _record_triangulation(obj: Object3D, evidence: dict[int, TrackEvidence]) -> None:
+    """The object's triangulation into its record; one the lifting found hidden behind what the
+    views saw (`lifting.hidden_behind_points`) is recorded as not credible, with that reason."""
+    obj.info["triangulation"] = evidence[obj.track_id].triangulation.as_dict()
+    if why := obj.info.pop("triangulation_rejected", None):
+        obj.info["triangulation"].update(credible=False, reason=why)
+
+
 def _corroborated(
     objects: list[Object3D],
     obs: Observations,
@@ -567,7 +575,7 @@ def _corroborated(
     for o in objects:
         tri = evidence[o.track_id].triangulation
         placement = o.info.get("placement", "points")
-        agreeing = len(tri.inliers) if tri.credible else 0
+        agreeing = len(tri.inliers) if tri.credible and o.info.get("triangulation", {}).get("credible", True) else 0
         confidence = obs.tracks[o.track_id].mean_confidence
         o.info["evidence"] = {"placement": placement, "agreeing_views": agreeing, "confidence": round(confidence, 3)}
         if placement == "points" or agreeing >= CROSS_CHECK_VIEWS or confidence >= cfg.min_uncorroborated_confidence:
