@@ -256,3 +256,21 @@ def test_the_planner_holds_a_flat_face_to_the_opening_the_simulated_pads_leave(t
         plan = {"task": "x", "planner": "test", "actions": [{"action": "pick", "object": 4}, {"action": "home"}]}
         result = simulate(world, plan, NO_VIDEO, tmp_path)
         assert result["success"], result["failure_reason"]
+
+
+def test_a_seated_teddy_bear_sits_where_it_was_seen(tmp_path: Path) -> None:
+    """Mesh bodies carry their mass where their collision pieces are (uniform density), not at their
+    box centre: a teddy bear 8 cm tall (bench_planning_sim seed 2's) stays seated through the
+    settling pass; with the centre of mass at the box centre it tipped over (8.5 cm)."""
+    from tangram.sim.scene import _obj_vertices, _volume_centroid
+
+    scene = scene_graph_from_objects(
+        [{"id": 1, "class_name": "teddy bear", "xy": [0.0, 0.0], "size": [0.067, 0.072, 0.082], "yaw": -2.51}]
+    )
+    result = simulate(world_from_scene_graph(scene), {"task": "none", "actions": []}, NO_VIDEO, tmp_path)
+    assert result["world_check"]["settling"]["moved"] == {}, result["world_check"]["settling"]
+    # the bear's head is smaller than its body and legs: its mass sits below its box centre (mesh y is up)
+    verts = _obj_vertices("teddy2_VHACD_CHs.obj")
+    lo, hi = verts.min(axis=0), verts.max(axis=0)
+    up = (_volume_centroid("teddy2_VHACD_CHs.obj") - lo)[1] / (hi - lo)[1]
+    assert 0.35 < up < 0.47  # 0.42 of its height
