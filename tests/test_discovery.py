@@ -166,6 +166,27 @@ def test_sample_run_has_no_false_discovery(sample_run: Path) -> None:
         assert np.all(np.abs(xy - table["rect_center"]) <= np.array(table["rect_size"]) / 2), o
 
 
+def test_sample_run_places_no_phantom_detection(sample_run: Path) -> None:
+    """Issue 15: a detection without credible evidence (the default sample's "knife", triangulated from
+    2 views at confidence 0.22) is not an object but `unplaced`, with its reason; every placed
+    detection lies over a true object's footprint (grown by 2 cm), one per true object."""
+    from tangram.sample_scene import ensure_sample, load_sample
+    from tangram.sim.ground_truth import gt_objects_in_table
+
+    sample = load_sample(ensure_sample(0).parent)
+    data = json.loads((sample_run / "reconstruction" / "objects.json").read_text())
+    cams = json.loads((sample_run / "reconstruction" / "cameras.json").read_text())
+    truth = list(gt_objects_in_table(sample, [f["frame_index"] for f in cams["frames"]]).values())
+    placed = [o for o in data["objects"] if o["source"] == "detector"]
+    assert len(placed) == len(truth), [o["class_name"] for o in placed]
+    for o in placed:
+        xy = np.array(o["box"]["center"][:2])
+        outside = min(float(np.max(np.abs(xy - t["position"][:2]) - np.array(t["size"][:2]) / 2)) for t in truth)
+        assert outside <= 0.02, (o["class_name"], outside)
+    assert all(u["reason"] for u in data["unplaced"])
+    assert "knife" not in {o["class_name"] for o in data["objects"]}
+
+
 def test_planner_picks_a_discovered_object_by_id() -> None:
     """"pick up object 7" names a discovered object (class "object") by id; the offline planner
     picks it and ends holding it; "put object 7 in the bowl" works like for any detected object."""
