@@ -53,6 +53,10 @@ class TrackingConfig(_Section):
     # frames per detector call (fewer for big frames); ids do not depend on it. PyTorch and dynamic-batch
     # ONNX run them as one network batch, fixed-batch exports (the int8 TFLite/ONNX) one by one
     batch: int = Field(8, ge=1)
+    # CPU threads for a LiteRT (.tflite) detector; None: every core this process may use (decoding runs in
+    # its own thread). Ultralytics alone takes one core fewer than the machine has (one on 2 cores).
+    # ONNX Runtime and PyTorch already use every core.
+    inference_threads: int | None = Field(None, ge=1)
     write_preview: bool = True
 
 

@@ -240,3 +240,43 @@ def test_prefetch_and_preview_spool_bound_memory(tmp_path: Path) -> None:
     assert kept[3][1].shape == (534, 960, 3) and np.abs(kept[3][1].astype(int) - expected).mean() < 3  # JPEG
     spool.close()
     assert list(tmp_path.iterdir()) == []  # the spool file is anonymous: nothing left behind
+
+
+def test_litert_detector_runs_on_every_core_with_the_same_detections(apple_video: Path, yolo_weights: str,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ultralytics builds LiteRT's interpreter on the machine's cores less one (one core on a 2-core
+    machine); TANGRAM's detector asks for `tracking.inference_threads` (default: every usable core)
+    while its interpreter is built, and leaves Ultralytics' own setting as it was. The detections
+    are the same on 1 thread and on 2."""
+    from ai_edge_litert import interpreter as litert_interpreter
+    from ultralytics.nn.backends import litert
+    from ultralytics.utils import YAML
+
+    from config import TrackingConfig
+    from tangram.execution import warm
+    from tangram.media import open_media
+    from tangram.stages.tracking import make_detector, tracker_settings, usable_cores
+
+    built: list[int] = []
+    original = litert_interpreter.Interpreter.__init__
+
+    def spy(self, *args, **kwargs):  # records the thread count, builds the real interpreter
+        built.append(kwargs.get("num_threads"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(litert_interpreter.Interpreter, "__init__", spy)
+    before = litert.NUM_THREADS
+    frames = [frame for _, frame in open_media(apple_video).frames(indices=range(6))]
+    runs = []
+    assert not warm.enabled()  # a fresh detector (and interpreter) for each setting
+    for threads in (1, 2, None):
+        cfg = TrackingConfig(weights=yolo_weights, inference_threads=threads)
+        detector = make_detector(cfg)
+        settings, _ = tracker_settings(cfg, 30.0, detector)
+        YAML.save(tmp_path / "tracker.yaml", settings)
+        runs.append([[(d.track_id, d.class_id, d.box_xyxy) for d in dets]
+                     for f in frames for dets in [detector.track(f, tmp_path / "tracker.yaml", cfg)]])
+    assert built == [1, 2, usable_cores()]
+    assert before == litert.NUM_THREADS  # Ultralytics keeps its own setting for other models
+    assert runs[0] == runs[1] == runs[2] and sum(map(len, runs[0])) >= 4

@@ -49,7 +49,9 @@ to `tracking.batch` consecutive frames of one size (fewer for big frames, `BATCH
 export takes a batch: PyTorch .pt, or an ONNX exported with a dynamic batch. Fixed-batch exports get
 one frame per call: the int8 TFLite and the int8 ONNX in ../shared/models are both exported at
 batch 1. Ultralytics updates the tracker once per frame, in list order, so the ids do not depend on
-the list length.
+the list length. A LiteRT detector runs on `tracking.inference_threads` (default: every usable
+core); Ultralytics alone builds it on one core fewer than the machine has, one on 2 cores, where
+inference is three quarters of the stage. The detections are the same on any thread count.
 
 Detectors (`Detector`, made by `make_detector` from `tracking.weights`, as `Segmenter` and
 `make_segmenter` are for segmentation): Ultralytics YOLO with its tracker, on the runtime the weights
@@ -217,7 +219,7 @@ class Detector(Protocol):
 class UltralyticsDetector:
     """Ultralytics YOLO (`model.track(persist=True)`) on PyTorch, ONNX Runtime or LiteRT."""
 
-    def __init__(self, weights: Path, runtime: DetectorRuntime):
+    def __init__(self, weights: Path, runtime: DetectorRuntime, threads: int | None = None):
         prepare_ultralytics_env()
         from ultralytics import YOLO
 
@@ -229,6 +231,7 @@ class UltralyticsDetector:
         self.weights = weights
         self.runtime = runtime.name
         self.backend = f"ultralytics:{weights.name}"
+        self.threads = threads or usable_cores()
 
     def reid_features(self) -> bool:
         return _detector_features_available(self.model)
@@ -258,11 +261,40 @@ class UltralyticsDetector:
                     cfg: TrackingConfig) -> list[list[Detection]]:
         # A list source is one Ultralytics call: a fixed-batch export is run frame by frame inside
         # AutoBackend, and the tracker callback updates one tracker per result, in list order.
-        results = self.model.track(list(frames_bgr), persist=True, tracker=str(tracker_yaml),
-                                   conf=min(cfg.conf, cfg.low_conf), iou=cfg.iou, imgsz=cfg.imgsz,
-                                   classes=cfg.classes, device=cfg.device, agnostic_nms=cfg.agnostic_nms,
-                                   verbose=False)
+        with _litert_threads(self.threads if self.runtime == "tflite" else None):
+            results = self.model.track(list(frames_bgr), persist=True, tracker=str(tracker_yaml),
+                                       conf=min(cfg.conf, cfg.low_conf), iou=cfg.iou, imgsz=cfg.imgsz,
+                                       classes=cfg.classes, device=cfg.device, agnostic_nms=cfg.agnostic_nms,
+                                       verbose=False)
         return [_detections(result) for result in results]
+
+
+_litert_lock = threading.Lock()
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def _litert_threads(threads: int | None) -> Iterator[None]:
+    """LiteRT's interpreter on `threads` CPU threads while Ultralytics builds it (on the first call):
+    Ultralytics reads the count from its LiteRT backend module (`NUM_THREADS`, the machine's cores
+    less one), so it is set there for the call and put back after it (other models in the process,
+    the benches' bare Ultralytics loop among them, keep Ultralytics' own choice)."""
+    if threads is None:
+        yield
+        return
+    from ultralytics.nn.backends import litert
+
+    with _litert_lock:
+        before = litert.NUM_THREADS
+        litert.NUM_THREADS = threads
+        try:
+            yield
+        finally:
+            litert.NUM_THREADS = before
 
 
 def detector_runtime(weights_setting: str) -> DetectorRuntime:
@@ -285,8 +317,8 @@ def make_detector(cfg: TrackingConfig) -> Detector:
     (`tangram.execution.warm`) loads it once per process and gives it back with a fresh tracker."""
     from tangram.execution import warm
 
-    return warm.model("detector", cfg.weights, cfg.device, lambda: _ultralytics_detector(cfg.weights),
-                      reset=_new_tracker)
+    return warm.model("detector", cfg.weights, f"{cfg.device or 'auto'}/{cfg.inference_threads or 'all'}",
+                      lambda: _ultralytics_detector(cfg.weights, cfg.inference_threads), reset=_new_tracker)
 
 
 def _new_tracker(detector: UltralyticsDetector) -> None:
@@ -302,9 +334,9 @@ def load_yolo(weights_setting: str) -> tuple[Any, Path]:
     return detector.model, detector.weights
 
 
-def _ultralytics_detector(weights_setting: str) -> UltralyticsDetector:
+def _ultralytics_detector(weights_setting: str, threads: int | None = None) -> UltralyticsDetector:
     runtime = detector_runtime(weights_setting)  # an unknown format is named before any look-up
-    return UltralyticsDetector(resolve_yolo_weights(weights_setting), runtime)
+    return UltralyticsDetector(resolve_yolo_weights(weights_setting), runtime, threads)
 
 
 def tracker_settings(cfg: TrackingConfig, fps: float, detector: Detector) -> tuple[dict[str, Any], dict[str, Any]]:
