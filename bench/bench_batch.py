@@ -4,8 +4,10 @@ workers, the engine's overhead per task, and a projection of a 500-video batch o
     .venv/bin/python bench/bench_batch.py [--n 4] [--frames 20] [--mode segment]
 
 Serial = one process running `Pipeline.run` over the inputs one after another, its models kept
-warm (`tangram.execution.warm`, as in a worker: each model loads once). The fleet runs go through
-the real driver (LocalCluster, archives, imports).
+warm (`tangram.execution.warm`, as in a worker: each model loads once), timed twice: inside this
+process, and in a fresh Python process timed from its start (interpreter, imports, model loads), the
+like-for-like baseline for the fleet walls, which include their workers' start. The fleet runs go
+through the real driver (LocalCluster, archives, imports).
 Overhead per task: a no-op Dask task's round trip, and the fleet's own work per stage task
 (materialise inputs, pack the output archive on the worker; check, extract and record on the
 client) = wall of a 1-worker batch minus the serial wall, per task. Model loads are counted in each
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +51,7 @@ def make_config(exports: Path, **fleet: object):  # type: ignore[no-untyped-def]
                                           "fleet": {"dashboard_port": None, **fleet}})
 
 
-def serial(inputs: list[Path], config, until: str) -> tuple[float, dict[str, int]]:  # type: ignore[no-untyped-def]
+def serial(inputs: list[Path], config, until: str, prefix: str = "serial") -> tuple[float, dict[str, int]]:  # type: ignore[no-untyped-def]
     from tangram.execution import warm
     from tangram.runner import Pipeline
 
@@ -56,10 +59,25 @@ def serial(inputs: list[Path], config, until: str) -> tuple[float, dict[str, int
     before = warm.loads()
     started = time.perf_counter()
     for i, path in enumerate(inputs):
-        assert Pipeline(config).run(path, name=f"serial-{i}", until=until).ok
+        assert Pipeline(config).run(path, name=f"{prefix}-{i}", until=until).ok
     wall = time.perf_counter() - started
     warm.enable(False)
     return wall, {k: v - before.get(k, 0) for k, v in warm.loads().items()}
+
+
+def serial_cold(inputs: list[Path], exports: Path, until: str) -> float:
+    """The serial loop in a fresh Python process, timed from its start: it pays the interpreter's
+    start, the imports (torch, Ultralytics, pycolmap) and the model loads, as a fleet's worker process
+    does. The like-for-like baseline for the fleet's walls, which include their workers' start."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--serial-child", str(exports), until, *map(str, inputs)], check=True)
+    return time.perf_counter() - started
+
+
+def _serial_child(argv: list[str]) -> int:
+    exports, until, *paths = argv
+    serial([Path(p) for p in paths], make_config(Path(exports)), until, prefix="cold")
+    return 0
 
 
 def loads_line(batch: dict) -> str:
@@ -141,15 +159,19 @@ def main() -> int:
     inputs = render_variants(args.n, args.frames, root / "inputs")
     config = make_config(root / "exports")
     t_serial, serial_loads = serial(inputs, config, MODES[args.mode])
+    t_cold = serial_cold(inputs, root / "exports", MODES[args.mode])
     t1, b1 = fleet(inputs, config, args.mode, 1, "w1")
     t2, b2 = fleet(inputs, config, args.mode, 2, "w2")
     tasks = sum(len(e["stages"]) for e in b1["inputs"])
     pack = sum(r.get("task_seconds", 0) - r["seconds"] for e in b1["inputs"] for r in e["stages"].values())
     noop = noop_overhead()
     print(f"\n{args.n} inputs x {args.mode} ({tasks} stage tasks), {os.cpu_count()} cores")
-    print(f"  serial (one process)   {t_serial:7.1f} s   x1.00")
-    print(f"  fleet, 1 worker        {t1:7.1f} s   x{t_serial / t1:.2f}")
-    print(f"  fleet, 2 workers       {t2:7.1f} s   x{t_serial / t2:.2f}   (2 vs 1 worker: x{t1 / t2:.2f})")
+    print(f"  serial, in this warm process     {t_serial:7.1f} s   x1.00")
+    print(f"  serial, a fresh process          {t_cold:7.1f} s   x{t_serial / t_cold:.2f}   "
+          f"(start, imports, loads: {t_cold - t_serial:+.1f} s)")
+    print(f"  fleet, 1 worker                  {t1:7.1f} s   x{t_serial / t1:.2f}   vs fresh x{t_cold / t1:.2f}")
+    print(f"  fleet, 2 workers                 {t2:7.1f} s   x{t_serial / t2:.2f}   vs fresh x{t_cold / t2:.2f}   "
+          f"(2 vs 1 worker: x{t1 / t2:.2f})")
     print(f"  no-op Dask task round trip: {noop * 1000:.1f} ms")
     print(f"  fleet work per stage task on the worker (materialise + pack): {pack / tasks * 1000:.0f} ms")
     print(f"  fleet overhead per task incl. cluster start ((1-worker - serial) / tasks): "
@@ -166,4 +188,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_serial_child(sys.argv[2:]) if sys.argv[1:2] == ["--serial-child"] else main())
