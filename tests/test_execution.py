@@ -180,3 +180,43 @@ def test_a_thunder_job_fails_a_stage_alone_and_skips_what_needs_it(tmp_path: Pat
     assert records["simulation"] == {"status": "skipped", "reason": "needs scene_graph failed, planning skipped"}
     assert status["error"].startswith("scene_graph: reconstruction output unreadable")
     assert not (job_dir / "stages" / "scene_graph").exists() and not list((job_dir / "stages").glob(".tmp-*"))
+
+
+def test_local_workers_run_their_models_on_their_share_of_the_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Dask's nanny sets OMP_NUM_THREADS=1 in every worker; TANGRAM's local workers get the host's
+    cores divided among them instead, and the detector's thread count follows the same share. The
+    nanny's MALLOC_TRIM_THRESHOLD_ (which turns off glibc's adaptive mmap threshold) is not set."""
+    from config import TangramConfig
+    from tangram.execution.device import thread_env, usable_cores
+    from tangram.fleet.cluster import start_local
+
+    assert thread_env(16, 4) == dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "4")
+    assert thread_env(2, 4)["OMP_NUM_THREADS"] == "1"  # never zero
+    assert thread_env(16, 2, threads_per_process=4)["OMP_NUM_THREADS"] == "2"
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = usable_cores()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert usable_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 8))
+    assert usable_cores() == cores  # capped by the affinity
+    monkeypatch.delenv("OMP_NUM_THREADS")
+
+    def seen() -> tuple[str, int, int, str | None]:
+        import os
+
+        import torch
+
+        from tangram.execution.device import usable_cores
+
+        return (os.environ["OMP_NUM_THREADS"], torch.get_num_threads(), usable_cores(),
+                os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+
+    for workers in (1, 2):
+        fleet = start_local(TangramConfig(), workers)
+        try:
+            share = max(1, cores // workers)
+            answers = fleet.client.run(seen)
+            assert len(answers) == workers
+            assert set(answers.values()) == {(str(share), share, share, None)}, answers
+        finally:
+            fleet.close()

@@ -3,7 +3,44 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may use: its affinity where the OS has one, capped by
+    OMP_NUM_THREADS where that is set (a fleet worker's share of its host, see `thread_env`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(share))) if share.isdigit() and int(share) > 0 else cores
+
+
+def thread_env(cores: int, processes: int, threads_per_process: int = 1) -> dict[str, str]:
+    """The environment that gives each of `processes` worker processes on a host with `cores`
+    cores its share for torch, BLAS and the detector (at least one thread). Dask's nanny sets
+    these to 1 in every worker (`distributed.nanny.pre-spawn-environ`, against oversubscription
+    when a worker runs many small tasks in parallel): right for that, but one TANGRAM worker
+    alone on a host would then run each model on a single core."""
+    share = str(max(1, cores // max(1, processes * threads_per_process)))
+    return dict.fromkeys(THREAD_VARIABLES, share)
+
+
+@contextmanager
+def glibc_malloc_defaults() -> Iterator[None]:
+    """Worker processes started inside this block keep glibc's own allocator settings. Dask's nanny
+    sets MALLOC_TRIM_THRESHOLD_=65536 before it spawns a worker (to hand freed memory back to the OS
+    at once); any such setting also switches off glibc's adaptive mmap threshold, so every frame-sized
+    buffer (a 1296x720 BGR frame is 2.8 MB) is a fresh mmap, zero-filled page by page, and freed with
+    munmap. The sample's tracking and GrabCut ran 10-15 % slower in such a process. Dask reads this
+    when each nanny is made (in this process for a LocalCluster, from the serialised config on an
+    SSH host), so the cluster is started inside the block."""
+    import dask
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        yield
 
 
 def select_device(config: Any, gpu_memory_fraction: float) -> tuple[Any, dict[str, Any]]:

@@ -35,6 +35,7 @@ from typing import Any
 from config import FleetHost, TangramConfig, ThunderConfig
 from tangram.errors import TangramError
 from tangram.execution.dask import GPU_SHARE_ENV
+from tangram.execution.device import glibc_malloc_defaults, thread_env, usable_cores
 
 log = logging.getLogger("tangram.fleet")
 
@@ -249,15 +250,17 @@ def start_local(config: TangramConfig, workers: int | None) -> FleetCluster:
     fleet = config.fleet
     n = workers or fleet.workers or default_local_workers()
     gpus = local_gpu_count()
-    kwargs: dict[str, Any] = {}
+    # each worker's share of the cores for torch, BLAS and the detector (Dask's nanny gives it 1)
+    kwargs: dict[str, Any] = {"env": thread_env(usable_cores(), n, fleet.threads_per_worker)}
     if gpus:  # every local worker may use the GPU; each takes its share of the memory
         kwargs["resources"] = {"GPU": 1}
-        kwargs["env"] = {GPU_SHARE_ENV: str(n)}
+        kwargs["env"][GPU_SHARE_ENV] = str(n)
     dashboard = f"127.0.0.1:{fleet.dashboard_port}" if fleet.dashboard_port is not None else None
     security = batch_security()
-    cluster = LocalCluster(n_workers=n, threads_per_worker=fleet.threads_per_worker, processes=True,
-                           host="127.0.0.1", dashboard_address=dashboard, memory_limit=fleet.memory_limit,
-                           silence_logs=logging.WARNING, protocol="tls://", security=security, **kwargs)
+    with glibc_malloc_defaults():
+        cluster = LocalCluster(n_workers=n, threads_per_worker=fleet.threads_per_worker, processes=True,
+                               host="127.0.0.1", dashboard_address=dashboard, memory_limit=fleet.memory_limit,
+                               silence_logs=logging.WARNING, protocol="tls://", security=security, **kwargs)
     client = Client(cluster, timeout=fleet.connect_timeout_s, security=security)
     log.info("fleet: LocalCluster with %d worker(s) at %s", n, cluster.scheduler_address)
     return FleetCluster("local", client, cluster, ships_input=False,
@@ -312,6 +315,7 @@ class HostCheck:
     gpus: int
     home: str  # TANGRAM's remote home, absolute (the private TLS folders go under it)
     facing: str  # the address this host's SSH server was reached on (SSH_CONNECTION), for binding
+    cores: int = 1  # the host's CPU cores (nproc), shared among its workers
 
 
 def check_host(spec: HostSpec) -> HostCheck:
@@ -327,10 +331,11 @@ def check_host(spec: HostSpec) -> HostCheck:
             result = client.run(["sh", "-c", "command -v nvidia-smi >/dev/null && nvidia-smi -L || true"])
             gpus = sum(1 for line in result.stdout_tail if line.startswith("GPU "))
         home = client.expand(spec.thunder.remote_home).rstrip("/")
-        seen = client.run(["sh", "-c", 'echo "$SSH_CONNECTION"'])
+        seen = client.run(["sh", "-c", 'echo "$SSH_CONNECTION"; nproc 2>/dev/null || echo 1'])
         words = " ".join(seen.stdout_tail).split()
-        facing = words[2] if len(words) >= 4 else spec.address
-    return HostCheck(env.python, gpus, home, facing)
+        facing = words[2] if len(words) >= 5 else spec.address
+        cores = int(words[-1]) if words and words[-1].isdigit() else 1
+    return HostCheck(env.python, gpus, home, facing, max(1, cores))
 
 
 def connect_options(spec: HostSpec) -> dict[str, Any]:
@@ -383,17 +388,18 @@ def start_ssh(config: TangramConfig, hosts: list[FleetHost]) -> FleetCluster:
         for i in range(count):
             name = f"{spec.label}#{i}"
             kwargs: dict[str, Any] = {"name": name, "nthreads": spec.threads, "memory_limit": spec.memory_limit,
-                                      "host": bind(check)}
+                                      "host": bind(check), "env": thread_env(check.cores, count, spec.threads)}
             if gpus:
                 kwargs["resources"] = {"GPU": 1}
                 share = max(1, -(-count // gpus))
-                kwargs["env"] = {"CUDA_VISIBLE_DEVICES": str(i % gpus), GPU_SHARE_ENV: str(share)}
+                kwargs["env"].update({"CUDA_VISIBLE_DEVICES": str(i % gpus), GPU_SHARE_ENV: str(share)})
             workers[name] = {"cls": TlsWorker, "options": {
                 "address": spec.address, "connect_options": connect_options(spec), "kwargs": kwargs,
                 "worker_class": "distributed.Nanny", "material": material, "remote_base": check.home,
                 "remote_python": check.python}}
     try:
-        cluster = SpecCluster(workers, scheduler, name="SSHCluster", security=security)
+        with glibc_malloc_defaults():
+            cluster = SpecCluster(workers, scheduler, name="SSHCluster", security=security)
     except Exception as exc:
         raise TangramError(f"starting Dask over SSH failed: {_one_line(exc)}") from None
     client = Client(cluster, timeout=fleet.connect_timeout_s, security=security)

@@ -78,6 +78,7 @@ import numpy as np
 
 from config import TangramConfig, TrackingConfig
 from tangram.errors import TangramError
+from tangram.execution.device import usable_cores
 from tangram.fileio import read_json, write_json
 from tangram.media import open_media
 from tangram.models import cache_dir, is_online, resolve_yolo_weights
@@ -270,11 +271,6 @@ class UltralyticsDetector:
 
 
 _litert_lock = threading.Lock()
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextmanager
