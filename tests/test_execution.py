@@ -190,7 +190,8 @@ def test_local_workers_run_their_models_on_their_share_of_the_cores(monkeypatch)
     from tangram.execution.device import thread_env, usable_cores
     from tangram.fleet.cluster import start_local
 
-    assert thread_env(16, 4) == dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "4")
+    assert thread_env(16, 4) == dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                               "OPENCV_FOR_THREADS_NUM"), "4")
     assert thread_env(2, 4)["OMP_NUM_THREADS"] == "1"  # never zero
     assert thread_env(16, 2, threads_per_process=4)["OMP_NUM_THREADS"] == "2"
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -201,14 +202,15 @@ def test_local_workers_run_their_models_on_their_share_of_the_cores(monkeypatch)
     assert usable_cores() == cores  # capped by the affinity
     monkeypatch.delenv("OMP_NUM_THREADS")
 
-    def seen() -> tuple[str, int, int, str | None]:
+    def seen() -> tuple[str, int, int, int, str | None]:
         import os
 
+        import cv2
         import torch
 
         from tangram.execution.device import usable_cores
 
-        return (os.environ["OMP_NUM_THREADS"], torch.get_num_threads(), usable_cores(),
+        return (os.environ["OMP_NUM_THREADS"], torch.get_num_threads(), cv2.getNumThreads(), usable_cores(),
                 os.environ.get("MALLOC_TRIM_THRESHOLD_"))
 
     for workers in (1, 2):
@@ -217,6 +219,6 @@ def test_local_workers_run_their_models_on_their_share_of_the_cores(monkeypatch)
             share = max(1, cores // workers)
             answers = fleet.client.run(seen)
             assert len(answers) == workers
-            assert set(answers.values()) == {(str(share), share, share, None)}, answers
+            assert set(answers.values()) == {(str(share), share, share, share, None)}, answers
         finally:
             fleet.close()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
 
 
 def usable_cores() -> int:
@@ -20,7 +20,7 @@ def usable_cores() -> int:
 
 def thread_env(cores: int, processes: int, threads_per_process: int = 1) -> dict[str, str]:
     """The environment that gives each of `processes` worker processes on a host with `cores`
-    cores its share for torch, BLAS and the detector (at least one thread). Dask's nanny sets
+    cores its share for torch, BLAS, OpenCV and the detector (at least one thread). Dask's nanny sets
     these to 1 in every worker (`distributed.nanny.pre-spawn-environ`, against oversubscription
     when a worker runs many small tasks in parallel): right for that, but one TANGRAM worker
     alone on a host would then run each model on a single core."""
