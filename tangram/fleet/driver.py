@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -255,16 +254,12 @@ class BatchDriver:
                  "reason": None, "seconds": 0.0, "cost_usd": 0.0, "stages": {}}
         return InputState(inp, entry, list(self.stage_names), self.batch_dir / inp.name)
 
-    def open_cluster(self) -> FleetCluster:
-        opts = self.options
-        return open_cluster(self.config, workers=opts.workers, hosts=opts.hosts, scheduler=opts.scheduler,
-                            insecure=opts.insecure, tls=(opts.tls_ca, opts.tls_cert, opts.tls_key))
-
-    def start_cluster(self, cluster: FleetCluster | None = None) -> None:
-        """Take `cluster` (else open one), serve the metrics and record the cluster in batch.json."""
+    def start_cluster(self) -> None:
         opts = self.options
         port = opts.metrics_port if opts.metrics_port is not None else self.config.fleet.metrics_port
-        self.cluster = cluster = cluster or self.open_cluster()
+        self.cluster = open_cluster(self.config, workers=opts.workers, hosts=opts.hosts, scheduler=opts.scheduler,
+                                    insecure=opts.insecure, tls=(opts.tls_ca, opts.tls_cert, opts.tls_key))
+        cluster = self.cluster
         self.metrics = BatchMetrics(self.batch["name"], cluster.kind, cluster.dask_metrics_url)
         if port is not None:
             self.metrics.serve(port, opts.metrics_host)
@@ -279,20 +274,10 @@ class BatchDriver:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Prepare, start the cluster, run every input; the exit code (0 all done, 1 some failed).
-        The cluster starts in the background while the inputs are listed, probed and locked (its
-        workers' start, and on SSH hosts their checks, overlap that); if preparing fails, the
-        cluster is closed once it is up and preparing's error is the one raised."""
-        pool = ThreadPoolExecutor(1, thread_name_prefix="fleet-start")
-        opening = pool.submit(self.open_cluster)
-        pool.shutdown(wait=False)
+        """Prepare, start the cluster, run every input; the exit code (0 all done, 1 some failed)."""
+        self.prepare()
         try:
-            self.prepare()
-        except BaseException:
-            opening.add_done_callback(_close_opened)
-            raise
-        try:
-            self.start_cluster(opening.result())
+            self.start_cluster()
             self._started_work = True
             self.observer.batch_started(self)
             self._write(force=True)
@@ -319,7 +304,7 @@ class BatchDriver:
         return max(2, 2 * threads)
 
     def _loop(self) -> None:
-        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         poller = threading.Thread(target=self._poll_processing, daemon=True)
         poller.start()
@@ -668,9 +653,3 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _close_opened(opening: Future[FleetCluster]) -> None:
-    """A cluster started for a batch that did not get past preparing: closed, its own error dropped."""
-    if not opening.cancelled() and opening.exception() is None:
-        opening.result().close()
