@@ -250,7 +250,7 @@ def start_local(config: TangramConfig, workers: int | None) -> FleetCluster:
     fleet = config.fleet
     n = workers or fleet.workers or default_local_workers()
     gpus = local_gpu_count()
-    # each worker's share of the cores for torch, BLAS and the detector (Dask's nanny gives it 1)
+    # each worker's share of the cores for torch, BLAS, OpenCV and the detector (Dask's nanny gives it 1)
     kwargs: dict[str, Any] = {"env": thread_env(usable_cores(), n, fleet.threads_per_worker)}
     if gpus:  # every local worker may use the GPU; each takes its share of the memory
         kwargs["resources"] = {"GPU": 1}
