@@ -37,7 +37,9 @@ class TrackingConfig(_Section):
     low_conf: float = Field(0.1, ge=0.0, le=1.0)  # down to this, detections keep tracks alive (track_low_thresh)
     match_thresh: float = Field(0.8, ge=0.0, le=1.0)
     track_buffer_s: float = Field(2.0, gt=0.0)  # seconds of video a lost track waits to be found again
-    # camera-motion compensation; sparseOptFlow measured worse on real hand-held clips (bench)
+    # camera-motion compensation. sparseOptFlow keeps small objects tracked while a camera turns (a
+    # cup on hololens_office, lost without it), but bench_realdata measured it worse overall: sample
+    # IDF1 0.85 -> 0.83 (fast scenario 0.81 -> 0.74), and apple_orbit's pick lost (2026-12-04)
     gmc_method: Literal["sparseOptFlow", "orb", "sift", "ecc", "none"] = "none"
     with_reid: bool = True  # BoT-SORT ReID from the detector's own features (PyTorch detectors only)
     agnostic_nms: bool = True  # one box per place across classes: no duplicate ids from class flicker

@@ -2,11 +2,12 @@
 
 Detection runs at `low_conf` so the tracker's second association stage sees low-confidence
 boxes (they keep existing tracks alive; starting a track still needs `conf`). The tracker
-(BoT-SORT with camera-motion compensation by default; any Ultralytics tracker config works) runs
-with a track buffer given in seconds, converted to frames with the video's fps and the frame
-stride. Its raw ids are then stitched over the whole video (`tangram.tracklets.stitching`): fragments
-of one object (lost to occlusion, low confidence, fast motion or class flicker between
-confusable classes) become one object with one voted class, keeping the smallest member raw id.
+(BoT-SORT by default, its camera-motion compensation off: see `TrackingConfig.gmc_method`; any
+Ultralytics tracker config works) runs with a track buffer given in seconds, converted to frames
+with the video's fps and the frame stride. Its raw ids are then stitched over the whole video
+(`tangram.tracklets.stitching`): fragments of one object (lost to occlusion, low confidence, fast
+motion or class flicker between confusable classes) become one object with one voted class,
+keeping the smallest member raw id.
 
 Artefacts in `tracking/`:
 - `tracks.json` (format "tangram.tracks/2"; "tangram.tracks/1" files still load):
