@@ -39,13 +39,37 @@ def test_graspability_of_the_sample_matches_true_sizes(sample_world) -> None:
         verdict = sample_world.graspability(by_class[cls])
         short, long = sorted(sample_world.objects[by_class[cls]].size[:2])
         # the mug's round body: its short side across, MUG_BODY_RATIO of the long side along
-        true = min(short, long * MUG_BODY_RATIO) if cls == "cup" else short
+        # the ball: the sphere the simulator builds, as wide as the box's smallest side
+        true = {"cup": min(short, long * MUG_BODY_RATIO), "sports ball": min(sample_world.objects[
+            by_class[cls]].size)}.get(cls, short)
         assert verdict["graspable"], verdict["reason"]
         assert abs(verdict["narrowest_cm"] - true * 100) < 0.06  # reported to the millimetre
         assert "top-down" in verdict["approaches"]
     for cls in ("bowl", "tray"):  # 18 and 36 cm across: wider than the 8 cm opening
         verdict = sample_world.graspability(by_class[cls])
         assert not verdict["graspable"] and "too wide" in verdict["reason"]
+
+
+def test_a_round_object_is_judged_as_the_sphere_the_simulator_builds(tmp_path: Path) -> None:
+    """apple_orbit's apple: a half orbit leaves its silhouette box 12.3 cm long along the direction
+    the views saw least, 8.2 cm across and 7.5 cm tall. The simulator builds a 7.5 cm sphere, and the
+    fingers take that: the apple is graspable, its default task picks it, and the pick succeeds. A
+    10 cm orange (every side at least 10 cm) is not graspable."""
+    scene = scene_graph_from_objects(
+        [{"id": 1, "class_name": "apple", "xy": [0.0, 0.0], "size": [0.123, 0.082, 0.0746]}]
+    )
+    world = world_from_scene_graph(scene)
+    verdict = world.graspability(1)
+    assert verdict["graspable"], verdict["reason"]
+    assert verdict["narrowest_cm"] == pytest.approx(7.5, abs=0.06)
+    plan = make_plan(world, PlanningConfig(planner="offline"))
+    assert plan["actions"][0] == {"action": "pick", "object": 1}
+    result = simulate(world, plan, NO_VIDEO, tmp_path)
+    assert result["success"], [a["reason"] for a in result["actions"]]
+    big = world_from_scene_graph(scene_graph_from_objects(
+        [{"id": 2, "class_name": "orange", "xy": [0.0, 0.0], "size": [0.12, 0.10, 0.10]}]))
+    verdict = big.graspability(2)
+    assert not verdict["graspable"] and "10.0 cm" in verdict["reason"]
 
 
 def test_a_wide_bottle_is_not_graspable_and_its_task_is_refused() -> None:
