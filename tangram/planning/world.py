@@ -161,16 +161,21 @@ class SceneObject:
         return self.class_name in ROUND_CLASSES
 
     @property
+    def sphere_diameter(self) -> float:
+        """A round object's body: the sphere the simulator builds, as wide as the box's smallest
+        side, height included (a box from silhouettes only ever over-estimates, most along the
+        direction the views saw least)."""
+        return min(self.size)
+
+    @property
     def grasp_width(self) -> float:
         """The narrowest horizontal section the fingers can close on: the box's narrower side, or
         for a cup the body of the mug the simulator stretches over its box (handle along the long
         side), which is narrower along the long side when the box is near square. A round object
-        (ball, apple, orange) is a sphere as wide as its box's smallest side, height included: a
-        box from silhouettes only ever over-estimates, most along the direction the views saw least
-        (apple_orbit's half orbit: 12.3 x 8.2 x 7.5 cm for an apple), and the simulator builds the
-        sphere from that smallest side, so the fingers close on it."""
+        (ball, apple, orange) is its `sphere_diameter`, what the fingers close on (apple_orbit's
+        half orbit: a 12.3 x 8.2 x 7.5 cm box, a 7.5 cm apple)."""
         if self.round:
-            return min(self.size)
+            return self.sphere_diameter
         short, long = sorted(self.size[:2])
         if self.class_name in MUG_CLASSES:
             return min(short, long * MUG_BODY_RATIO)

@@ -275,7 +275,7 @@ class SceneBuilder:
     def _primitive(self, obj: SceneObject) -> SimObject:
         dx, dy, dz = obj.size
         if obj.round:
-            r = min(dx, dy, dz) / 2
+            r = obj.sphere_diameter / 2
             col = self.p.createCollisionShape(self.p.GEOM_SPHERE, radius=r)
             vis = self.p.createVisualShape(self.p.GEOM_SPHERE, radius=r, rgbaColor=_rgba(obj))
             shape = "sphere"
@@ -326,7 +326,7 @@ class SceneBuilder:
             **colour,
         )
         if obj.class_name == "sports ball":
-            col = self.p.createCollisionShape(self.p.GEOM_SPHERE, radius=min(obj.size) / 2)
+            col = self.p.createCollisionShape(self.p.GEOM_SPHERE, radius=obj.sphere_diameter / 2)
         elif obj.class_name == "tray":
             col = self._tray_collision(obj.size)
         else:
